@@ -1,0 +1,41 @@
+"""One-line error messages that name the key, the value and what was expected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class StudyInputError(ValueError):
+    """Bad user input (sweep file, run-one arguments, API body). The message is one line per error."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> list[str]:
+    """Turn pydantic's errors into lines like: parameters.T: got 0, expected an integer >= 1."""
+    lines = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"] if not _is_union_tag(part))
+        key = f"{prefix}{location}" if location else prefix.rstrip(".") or "input"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (value {_short(item.get('input'))})")
+            continue
+        expected = item["msg"]
+        for lead in ("Input should be ", "Value error, ", "Assertion failed, "):
+            expected = expected.removeprefix(lead)
+        lines.append(f"{key}: got {_short(item.get('input'))}, expected {expected}")
+    return lines
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the discriminator tag / union member name into loc; users never wrote it.
+    return isinstance(part, str) and (part in {"dugd", "chgd", "psor", "probe"} or "[" in part or part in {"float", "int", "str", "literal['random']"})

@@ -1,0 +1,74 @@
+"""run(spec) -> Result: the single entry point a Ray task calls. Pure: no Ray, MLflow or I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from pydantic import TypeAdapter
+
+from workers.result import Result
+from workers.specs import ProbeSpec, RunSpec
+
+_SPEC_ADAPTER: TypeAdapter = TypeAdapter(RunSpec)
+
+
+def parse_spec(params: Mapping[str, Any]) -> Any:
+    """Validate a parameter mapping into its problem's spec model (raises pydantic.ValidationError)."""
+    data = dict(params)
+    data.setdefault("problem", "dugd")
+    return _SPEC_ADAPTER.validate_python(data)
+
+
+def run(spec: Mapping[str, Any] | Any) -> Result:
+    """Run one spec. Never raises for a failing run: exceptions and non-finite results come back
+    as a FAILED Result with the reason, so one bad point never takes a sweep down."""
+    started = time.perf_counter()
+    if isinstance(spec, Mapping):
+        spec = parse_spec(spec)
+    params = spec.model_dump(mode="json")
+    try:
+        result = _HANDLERS[spec.problem](spec)
+    except Exception as error:  # noqa: BLE001 - recorded, not swallowed
+        result = Result(params=params, status="FAILED", reason=f"{type(error).__name__}: {error}")
+    result.params = params
+    bad = result.non_finite_scalars()
+    if result.status == "FINISHED" and bad:
+        result.status = "FAILED"
+        result.reason = "non-finite result: " + ", ".join(f"{k}={result.scalars[k]}" for k in bad[:5])
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _run_probe(spec: ProbeSpec) -> Result:
+    deadline = time.perf_counter() + spec.work_s
+    spins = 0
+    while time.perf_counter() < deadline:  # busy CPU work, like a real run
+        spins += 1
+    if spec.fail == "raise":
+        raise RuntimeError(f"probe asked to fail (seed={spec.seed})")
+    value = float("nan") if spec.fail == "nan" else (spec.x - 1.0) ** 2 + 0.01 * spec.seed
+    return Result(params={}, scalars={"value": value, "root_error": value}, series={"curve": [value, value / 2]})
+
+
+def _handlers() -> dict[str, Callable[[Any], Result]]:
+    handlers: dict[str, Callable[[Any], Result]] = {"probe": _run_probe}
+    # Problem modules register lazily so a missing optional dependency (torch) fails one run, not import.
+    def lazy(module: str, name: str) -> Callable[[Any], Result]:
+        def call(spec: Any) -> Result:
+            import importlib
+
+            return getattr(importlib.import_module(module), name)(spec)
+
+        return call
+
+    handlers["dugd"] = lazy("workers.dugd_run", "run_dugd")
+    handlers["chgd"] = lazy("workers.chgd", "run_chgd")
+    handlers["psor"] = lazy("workers.psor", "run_psor")
+    return handlers
+
+
+_HANDLERS = _handlers()
+
+__all__ = ["Result", "parse_spec", "run"]

@@ -1,0 +1,84 @@
+"""Run specifications: one pydantic model per problem, the single source of parameter names,
+types, defaults and bounds (design.md "Run parameters"). Used by `run-one`, by sweep validation
+in study/spec.py, and by the workers themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(0, ge=0, description="training / sampling seed (the replicate axis)")
+
+
+class _MatrixProblem(_Spec):
+    """A random least-squares instance H̃ ∈ R^{m×n}, A = H̃ᵀH̃ (domain.md §1.1)."""
+
+    n: int = Field(300, ge=2, le=20000)
+    m: int | None = Field(None, ge=2, le=100000, description="measurements; from kappa via MP when absent")
+    kappa: float | None = Field(None, gt=1.0, le=1e12, description="target condition number")
+    spectrum: Literal["gaussian", "mp", "uniform", "loguniform"] = "gaussian"
+    normalization: Literal["1/n", "1/m"] = "1/n"
+    matrix_seed: int = Field(12, ge=0)
+    edges: Literal["exact", "mp"] = "exact"
+
+
+class DugdSpec(_MatrixProblem):
+    """Deep-unfolded gradient descent. Defaults reproduce the authors' protocol (domain.md §1.4)."""
+
+    problem: Literal["dugd"] = "dugd"
+    T: int = Field(25, ge=1, le=1000)
+    mode: Literal["dense", "eigen", "expected"] = "eigen"
+    training: Literal["incremental", "full"] = "incremental"
+    init: float | Literal["random"] = 0.3
+    lr: float = Field(0.002, gt=0.0, le=1e3)
+    batch_size: int = Field(200, ge=1, le=100000)
+    batches_per_generation: int = Field(500, ge=1, le=10_000_000)
+    eval_samples: int = Field(10000, ge=1, le=1_000_000)
+    dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    descent_eps: float | None = Field(None, ge=0.0, lt=1.0, description="descending constraints; off when absent")
+
+
+class ChgdSpec(_MatrixProblem):
+    """Chebyshev-step GD against baselines, no training (domain.md §2.6)."""
+
+    problem: Literal["chgd"] = "chgd"
+    matrix_seed: int = Field(32, ge=0)
+    T: int = Field(16, ge=1, le=1000)
+    iterations: int = Field(100, ge=1, le=100000)
+
+
+class PsorSpec(_Spec):
+    """Periodical successive over-relaxation on a fixed-point problem (domain.md §5)."""
+
+    problem: Literal["psor"] = "psor"
+    fixed_point: Literal["jacobi", "ista"] = "jacobi"
+    n: int = Field(512, ge=2, le=20000)
+    T: int = Field(8, ge=1, le=1000)
+    iterations: int = Field(25, ge=1, le=100000)
+    omega: Literal["plain", "constant", "chebyshev", "learned"] = "chebyshev"
+    matrix_seed: int = Field(0, ge=0)
+
+
+class ProbeSpec(_Spec):
+    """A diagnostic run of known cost and outcome: for benchmarks and fault-injection tests."""
+
+    problem: Literal["probe"] = "probe"
+    work_s: float = Field(0.0, ge=0.0, le=3600.0, description="seconds of CPU work")
+    fail: Literal["none", "raise", "nan"] = "none"
+    x: float = Field(0.0, description="a free number reported back as `value` (for search tests)")
+
+
+RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, ProbeSpec], Field(discriminator="problem")]
+SPEC_CLASSES: dict[str, type[_Spec]] = {
+    "dugd": DugdSpec,
+    "chgd": ChgdSpec,
+    "psor": PsorSpec,
+    "probe": ProbeSpec,
+}
