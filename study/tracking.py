@@ -138,6 +138,23 @@ def finished_run_keys(sweep: Any, tracking_uri: str | None = None) -> set[str]:
     return set(finished_runs(sweep, tracking_uri))
 
 
+def sweep_history(sweep: Any, tracking_uri: str | None = None) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """One pass over a sweep's children: (run_key -> metrics of FINISHED runs, run_key -> runs logged)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    exp_id = experiment_id(client, sweep.experiment_name, uri)
+    finished: dict[str, dict[str, float]] = {}
+    attempts: dict[str, int] = {}
+    if exp_id is None:
+        return finished, attempts
+    for run in sweep_runs(client, exp_id, sweep.name):
+        key = run.data.tags.get(TAG_RUN_KEY, "")
+        attempts[key] = attempts.get(key, 0) + 1
+        if run.info.status == "FINISHED":
+            finished[key] = dict(run.data.metrics)
+    return finished, attempts
+
+
 # --- writes (called from the writer thread only) ----------------------------------------------
 
 
