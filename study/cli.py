@@ -112,10 +112,10 @@ def submit(
     import signal
     import threading
 
+    sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
 
-    sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
     cancel = threading.Event()
 
     def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly; second: the default (abort)
