@@ -58,6 +58,7 @@ class SweepSummary:
     outage: str | None = None
     spool: str | None = None  # set when writes are still waiting in the spool
     rejected_writes: list[str] = field(default_factory=list)
+    tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
 
 
 @ray.remote
@@ -109,7 +110,7 @@ class _Coordinator:
         self.on_progress = on_progress
         self.cancel_event = cancel_event or threading.Event()
         self.started = time.monotonic()
-        self.finished = self.failed = self.skipped = 0
+        self.finished = self.failed = self.skipped = self.tasks = 0
         self.best: float | None = None
         self.best_params: dict[str, Any] | None = None
         self.inflight: dict[ray.ObjectRef, tuple[list[RunPoint], float]] = {}
@@ -228,6 +229,7 @@ class _Coordinator:
             }
             ref = _run_chunk.options(**options).remote([point.params for point in chunk])
             self.inflight[ref] = (chunk, time.monotonic())
+            self.tasks += 1
 
     def _chunk_size(self, pending: int) -> int:
         """Group runs shorter than TARGET_CHUNK_S; spread the tail over the slots."""
@@ -339,6 +341,7 @@ class _Coordinator:
             outage=None if flushed else (self.writer.outage or outage),
             spool=None if flushed else str(self.writer.spool),
             rejected_writes=list(self.writer.rejected),
+            tasks=self.tasks,
         )
 
 
