@@ -21,7 +21,7 @@ import ray
 
 from study import tracking
 from study.spec import RunPoint, Sweep
-from study.writer import TrackingWriter, spooled_finished
+from study.writer import TrackingWriter, journaled_runs
 from workers.result import Result
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,11 @@ class _Coordinator:
             self.startup_outage = f"could not read earlier runs ({type(error).__name__}); nothing skipped"
             log.warning("tracking store unreachable at start: %s", error)
             finished, attempts = {}, {}
-        # Runs waiting in a spool already finished: they are not lost, so do not run them again.
-        return {**finished, **spooled_finished(self.sweep, self.uri)}, attempts
+        # Runs waiting in a journal (spool) already finished: they are not lost, so do not run them again.
+        journaled, journaled_attempts = journaled_runs(self.sweep, self.uri)
+        for key, attempt in journaled_attempts.items():
+            attempts[key] = max(attempts.get(key, 0), attempt)
+        return {**finished, **journaled}, attempts
 
     def _init_ray(self) -> bool:
         if ray.is_initialized():

@@ -39,8 +39,10 @@ def open_storage(tracking_uri: str, optuna_storage: str | None = None) -> Any:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
-    seed = int(hashlib.sha256(sweep.name.encode()).hexdigest()[:8], 16) % 2**31
+def make_sampler(sweep: Sweep, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    # Seeded by the sweep name and the trials already stored, so a resumed search does not replay
+    # the random start-up points it already tried.
+    seed = (int(hashlib.sha256(sweep.name.encode()).hexdigest()[:8], 16) + trials_so_far) % 2**31
     if sweep.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sweep.method == "tpe":
@@ -50,13 +52,8 @@ def make_sampler(sweep: Sweep) -> optuna.samplers.BaseSampler:
 
 def open_study(sweep: Sweep, storage: Any) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=sweep.name,
-        storage=storage,
-        sampler=make_sampler(sweep),
-        direction=sweep.metric.goal,
-        load_if_exists=True,
-    )
+    study = optuna.create_study(study_name=sweep.name, storage=storage, direction=sweep.metric.goal, load_if_exists=True)
+    study.sampler = make_sampler(sweep, len(study.get_trials(deepcopy=False)))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)  # its coordinator died with it in flight
     return study
