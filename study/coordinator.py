@@ -59,6 +59,8 @@ class SweepSummary:
     spool: str | None = None  # set when writes are still waiting in the spool
     rejected_writes: list[str] = field(default_factory=list)
     tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
+    compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
+    scheduled_s: float = 0.0  # until the last result came back (wall_s adds the final MLflow flush)
 
 
 @ray.remote
@@ -84,6 +86,9 @@ class GridSource:
 
     def exhausted(self) -> bool:
         return not self._pending
+
+    def remaining(self) -> int:
+        return len(self._pending)
 
 
 def submit(
@@ -111,6 +116,7 @@ class _Coordinator:
         self.cancel_event = cancel_event or threading.Event()
         self.started = time.monotonic()
         self.finished = self.failed = self.skipped = self.tasks = 0
+        self.compute_s = 0.0
         self.best: float | None = None
         self.best_params: dict[str, Any] | None = None
         self.inflight: dict[ray.ObjectRef, tuple[list[RunPoint], float]] = {}
@@ -217,12 +223,11 @@ class _Coordinator:
 
     def _schedule(self) -> None:
         while len(self.inflight) < self.task_limit:
-            if not self.pending:
-                room = (self.task_limit - len(self.inflight)) * self._chunk_size(10**9)
-                self.pending.extend(self.source.next_points(room))
+            size = self._chunk_size()
+            if len(self.pending) < size:
+                self.pending.extend(self.source.next_points((self.task_limit - len(self.inflight)) * size))
                 if not self.pending:
                     return
-            size = self._chunk_size(len(self.pending))
             chunk = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
             options = {
                 "num_cpus": self.sweep.resources.num_cpus,
@@ -234,12 +239,13 @@ class _Coordinator:
             self.inflight[ref] = (chunk, time.monotonic())
             self.tasks += 1
 
-    def _chunk_size(self, pending: int) -> int:
-        """Group runs shorter than TARGET_CHUNK_S; spread the tail over the slots."""
+    def _chunk_size(self) -> int:
+        """Group runs shorter than TARGET_CHUNK_S; near the end, spread what is left over the slots."""
         if self.sweep.timeout_s or self.mean_wall_s is None:
             return 1
         size = int(TARGET_CHUNK_S / max(self.mean_wall_s, 1e-4))
-        return max(1, min(size, MAX_CHUNK, math.ceil(pending / self.slots)))
+        left = len(self.pending) + getattr(self.source, "remaining", lambda: 10**9)()
+        return max(1, min(size, MAX_CHUNK, math.ceil(left / self.slots)))
 
     def _wait_s(self) -> float:
         if not self.sweep.timeout_s:
@@ -275,6 +281,7 @@ class _Coordinator:
         self.writer.log_run(record, point.run_key, attempt=attempt, trial=point.trial, node=node)
         self.source.observe(point, record)
         wall = float(record.get("wall_s") or 0.0)
+        self.compute_s += wall
         self.mean_wall_s = wall if self.mean_wall_s is None else 0.9 * self.mean_wall_s + 0.1 * wall
         if record["status"] == "FINISHED":
             self.finished += 1
@@ -320,6 +327,7 @@ class _Coordinator:
         return self.skipped + getattr(getattr(self, "source", None), "reused", 0)
 
     def _finish(self, status: str) -> SweepSummary:
+        scheduled_s = time.monotonic() - self.started
         if self.sweep.is_search and hasattr(self, "source"):
             self.best, self.best_params = self.source.best()
         skipped = self._skipped()
@@ -345,6 +353,8 @@ class _Coordinator:
             spool=None if flushed else str(self.writer.spool),
             rejected_writes=list(self.writer.rejected),
             tasks=self.tasks,
+            compute_s=self.compute_s,
+            scheduled_s=scheduled_s,
         )
 
 
