@@ -174,3 +174,13 @@ def test_cli_ctrl_c_cancels_and_exits_130(ray_local, tmp_path, store):
     assert 2 <= len(runs) < 40 and all(r.info.status == "FINISHED" for r in runs)
     assert tracking.parent_run("interrupt", store).info.status == "KILLED"
     assert "KILLED" in out
+
+
+def test_progress_line_shows_counts_eta_best_and_outage():
+    from study.coordinator import Progress
+    from study.progress import render
+
+    line = render(Progress(total=10, done=3, running=2, failed=1, skipped=4, eta_s=75, best=0.125, outage=None), "root_error").plain
+    assert line == "3/6 done  2 running  1 failed  4 skipped  ETA 1m15s  best root_error 0.125"
+    down = render(Progress(10, 3, 2, 1, 4, None, None, "tracking store unreachable since 12:00:00"), "root_error").plain
+    assert down.endswith("ETA ?\nwarning: tracking store unreachable since 12:00:00")
