@@ -170,15 +170,21 @@ def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tup
     optimizer = torch.optim.Adam([gamma], lr=config.lr)  # created once, never reset
     loss_at_depth = (_dense_loss if config.mode == "dense" else _eigen_loss)(problem, config, dtype, device)
     gammas, grad_norms = [], []
-    for generation, depth in enumerate(config.depths()):
-        batch_losses = loss_at_depth(generation, depth)
-        for batch in range(config.batches_per_generation):
-            optimizer.zero_grad()
-            loss = batch_losses(gamma, batch)
-            loss.backward()
-            optimizer.step()
-        gammas.append(gamma.detach().to("cpu", torch.float64).numpy().copy())
-        grad_norms.append(float(gamma.grad.norm()))
+    threads = torch.get_num_threads()
+    if config.mode == "eigen" and device == "cpu":
+        torch.set_num_threads(1)  # an n×T product per step: intra-op threads only add sync overhead
+    try:
+        for generation, depth in enumerate(config.depths()):
+            batch_losses = loss_at_depth(generation, depth)
+            for batch in range(config.batches_per_generation):
+                optimizer.zero_grad()
+                loss = batch_losses(gamma, batch)
+                loss.backward()
+                optimizer.step()
+            gammas.append(gamma.detach().to("cpu", torch.float64).numpy().copy())
+            grad_norms.append(float(gamma.grad.norm()))
+    finally:
+        torch.set_num_threads(threads)
     return gammas, grad_norms, device
 
 

@@ -25,9 +25,9 @@ def loss_and_gradient(steps: Array, eigenvalues: Array, weights: Array) -> tuple
     factors = 1.0 - eigenvalues[:, None] * np.abs(steps)
     poly = factors.prod(axis=1)
     weighted = 2.0 * weights * eigenvalues * poly
-    grad = (weighted * poly) @ np.reciprocal(factors, out=factors)
-    if not np.isfinite(grad.sum()):  # a factor was exactly zero (or the schedule diverged)
-        factors = 1.0 - eigenvalues[:, None] * np.abs(steps)
+    if factors.all():
+        grad = (weighted * poly) @ np.reciprocal(factors, out=factors)
+    else:  # a root sits exactly on an eigenvalue
         grad = weighted @ _leave_one_out(factors)
     grad *= -np.sign(steps)
     return float(weights @ (poly * poly)), grad
