@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from workers.chgd import chgd_problem
 from workers.specs import ChgdSpec, DugdSpec
 from workers.spectra import DEFAULT_KAPPA, build_problem, kappa_mp, m_for_kappa, mp_edges
 
@@ -23,8 +24,9 @@ def test_gaussian_is_the_authors_matrix_bit_for_bit():
 
 
 def test_chgd_default_is_the_seed_32_300x450_matrix():
-    problem = build_problem(ChgdSpec())
+    problem = chgd_problem(ChgdSpec())
     assert (problem.n, problem.m) == (300, 450)
+    assert chgd_problem(ChgdSpec(kappa=50.0)).m == build_problem(DugdSpec(kappa=50.0)).m  # kappa sets m
     # CHGD_MSE.ipynb printed: 88.10381317130214 4.933429045923184 0.05599563592475858
     assert problem.lambda_max == pytest.approx(4.933429045923184, rel=1e-12)
     assert problem.lambda_min == pytest.approx(0.05599563592475858, rel=1e-12)

@@ -17,6 +17,13 @@ from workers.specs import ChgdSpec
 from workers.spectra import Problem, build_problem
 
 
+def chgd_problem(spec: ChgdSpec) -> Problem:
+    """build_problem, with the notebook's aspect m = 3n/2 when neither m nor kappa is given."""
+    if spec.spectrum == "gaussian" and spec.m is None and spec.kappa is None:
+        spec = spec.model_copy(update={"m": (3 * spec.n + 1) // 2})
+    return build_problem(spec)
+
+
 def initial_error_weights(problem: Problem) -> np.ndarray:
     """E[(Qᵀx_0)_i²] = (Qᵀ1)_i² + 1 for x_0 ~ N(1, I), in the order of problem.eigenvalues."""
     projected_ones = problem.eigenvectors().T @ np.ones(problem.n)
@@ -42,7 +49,7 @@ def chgd_curves(problem: Problem, T: int, iterations: int) -> dict[str, np.ndarr
 
 
 def run_chgd(spec: ChgdSpec) -> Result:
-    problem = build_problem(spec)
+    problem = chgd_problem(spec)
     low, high = problem.reference_edges
     kappa = high / low
     curves = chgd_curves(problem, spec.T, spec.iterations)

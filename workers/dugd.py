@@ -165,7 +165,6 @@ def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tup
 
     device = resolve_device(config.device)
     dtype = torch.float32 if config.dtype == "float32" else torch.float64
-    torch.manual_seed(config.seed)  # nothing random in torch's global stream is used; for hygiene
     gamma = torch.nn.Parameter(torch.tensor(gamma0, dtype=dtype, device=device))
     optimizer = torch.optim.Adam([gamma], lr=config.lr)  # created once, never reset
     loss_at_depth = (_dense_loss if config.mode == "dense" else _eigen_loss)(problem, config, dtype, device)

@@ -49,7 +49,8 @@ class ChgdSpec(_MatrixProblem):
     """Chebyshev-step GD against baselines, no training (domain.md §2.6)."""
 
     problem: Literal["chgd"] = "chgd"
-    m: int | None = Field(450, ge=2, le=100000, description="measurements; CHGD_MSE.ipynb uses 300x450")
+    m: int | None = Field(None, ge=2, le=100000,
+                          description="measurements; without m and kappa, 3n/2 (CHGD_MSE.ipynb's 300x450)")
     matrix_seed: int = Field(32, ge=0)
     T: int = Field(16, ge=1, le=1000)
     iterations: int = Field(100, ge=1, le=100000)
