@@ -44,7 +44,7 @@ class DugdSpec(_MatrixProblem):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     descent_eps: float | None = Field(None, ge=0.0, lt=1.0, description="descending constraints; off when absent")
     # Descending-constraint training (workers/descending.py); used only when descent_eps is set.
-    dual_lr: float = Field(0.05, gt=0.0, le=1e3, description="dual ascent step eta_nu, once per epoch")
+    dual_lr: float = Field(0.5, gt=0.0, le=1e3, description="dual ascent step eta_nu, once per epoch")
     descent_noise: float = Field(0.0, ge=0.0, le=1e3, description="iterate noise scale in training, layers t < T")
     descent_epochs: int = Field(60, ge=1, le=1_000_000, description="primal-dual epochs (dual step each)")
     descent_batches_per_epoch: int = Field(10, ge=1, le=1_000_000, description="Adam steps per epoch")
