@@ -82,7 +82,8 @@ def train_omega(
     x0_scale: float = 1.0,
 ) -> tuple[Array, Array]:
     """Deep-unfolded PSOR (DU-Book DU-PSOR): incremental depth d = 1..depth, `steps_per_depth` Adam
-    steps on the loss mean_b ‖x_d − x*‖²/n from fresh x0 (initial_points); ω periodic with period T.
+    steps on the loss mean_b ‖x_d − x*‖²/‖x_0 − x*‖² from fresh x0 (initial_points); ω periodic
+    with period T.
 
     One Adam is created once and never reset, so ω entries beyond the current depth keep their init
     until reached (domain.md §1.4). Returns (ω in layer order, loss after each depth's last step).
@@ -95,8 +96,10 @@ def train_omega(
         for _ in range(steps_per_depth):
             z = torch.randn(batch_size, problem.n, generator=generator, dtype=torch.float64)
             x0 = torch.as_tensor(initial_points(problem, z.numpy(), x0_around, x0_scale))
-            final_error = relax(problem, omegas, x0, d)[-1]
-            loss = (final_error**2).mean() / problem.n
+            errors = relax(problem, omegas, x0, d)
+            # Relative to the start: scale-free, so Adam's eps (1e-8) does not freeze ω in the
+            # local regime where ‖x0 − x*‖ is tiny.
+            loss = ((errors[-1] / errors[0]) ** 2).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
