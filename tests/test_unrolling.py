@@ -8,7 +8,12 @@ import torch
 
 from workers import chebyshev
 from workers.metrics import residual_polynomial
-from workers.unrolling import curse_of_unrolling, jacobian_errors, polynomials_and_derivatives, residual_polynomial_derivative
+from workers.unrolling import (
+    curse_of_unrolling,
+    jacobian_errors,
+    polynomials_and_derivatives,
+    residual_polynomial_derivative,
+)
 
 
 def test_derivative_matches_prefix_suffix_products_and_finite_differences():
