@@ -129,7 +129,10 @@ def period_contractions(curve: Array, T: int, floor: float) -> Array:
 
 def run_psor(spec: PsorSpec) -> Result:
     """One PSOR run: error curves of every scheme (plus learned when omega=learned), spectral radii
-    per period against the Chebyshev bound, and for learned ω its distance to the Chebyshev ω."""
+    per period against the Chebyshev bound, and for learned ω its distance to the Chebyshev ω.
+
+    Sentinels (scalars must stay finite): first_roundoff_iteration = −1 when no iterate reaches
+    the round-off floor; period_contraction_max is absent when no complete period is above it."""
     problem = build_problem(spec)
     lambda_min, lambda_max = problem.lambda_min, problem.lambda_max
     if not lambda_min > 0:
