@@ -15,6 +15,7 @@ from workers import metrics
 from workers.result import Result
 from workers.specs import ChgdSpec
 from workers.spectra import Problem, build_problem
+from workers.unrolling import curse_of_unrolling
 
 
 def chgd_problem(spec: ChgdSpec) -> Problem:
@@ -71,4 +72,9 @@ def run_chgd(spec: ChgdSpec) -> Result:
     scalars["rho_chebyshev"] = metrics.rho(cheb.chebyshev_steps(low, high, spec.T), problem.eigenvalues)
     series = {f"error_curve_{name}": [float(v) for v in curve] for name, curve in curves.items()}
     series["chebyshev_steps"] = cheb.chebyshev_steps(low, high, spec.T).tolist()
+    unrolling = curse_of_unrolling(
+        series["chebyshev_steps"], problem.eigenvalues, lambda_min=problem.lambda_min, lambda_max=problem.lambda_max
+    )
+    scalars.update(unrolling["scalars"])
+    series.update(unrolling["series"])
     return Result(params={}, scalars=scalars, series=series, info=problem.facts())

@@ -16,14 +16,15 @@ from workers.optimal import optimal_steps
 from workers.result import Result
 from workers.specs import DugdSpec
 from workers.spectra import Problem, build_problem
+from workers.unrolling import curse_of_unrolling
 
 EMPIRICAL_SEED_STREAM = 4  # eval samples come from default_rng([seed, 4]), apart from training draws
 
 
 def run_dugd(spec: DugdSpec) -> Result:
-    if spec.descent_eps is not None:
-        raise NotImplementedError("descent_eps: descending constraints are not wired into DUGD runs yet")
     problem = build_problem(spec)
+    if spec.descent_eps is not None:
+        return _run_descending(problem, spec)
     config = TrainingConfig.from_spec(spec)
     training = train(problem, config)
     scalars, series = compare(problem, training.steps, spec.T)
@@ -118,7 +119,10 @@ def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, floa
         steps_above_2_over_lambda_max=float(metrics.steps_above(steps, 2.0 / problem.lambda_max)),
         largest_step_times_lambda_min=float(np.max(steps) * problem.lambda_min),
     )
+    unrolling = _unrolling(steps, chebyshev_steps, problem)
+    scalars.update(unrolling["scalars"])
     series = {
+        **unrolling["series"],
         "learned_steps": steps,
         "chebyshev_steps": chebyshev_steps,
         "chebyshev_steps_mp": references["_mp"],
@@ -163,3 +167,31 @@ def _add_training(scalars: dict[str, float], series: dict[str, list[float]], tra
     series["grad_norm"] = training.grad_norm.tolist()
     # γ at the end of every generation, row-major: entry g*T + t is layer t after generation g
     series["learned_steps_by_generation"] = np.abs(training.gamma_by_generation).ravel().tolist()
+
+
+def _unrolling(steps: np.ndarray, chebyshev_steps: np.ndarray, problem: Problem) -> dict[str, dict]:
+    """Curse-of-unrolling metrics (domain.md §6) of the learned steps, and `_chebyshev` of the reference."""
+    edges = {"lambda_min": problem.lambda_min, "lambda_max": problem.lambda_max}
+    learned = curse_of_unrolling(steps, problem.eigenvalues, **edges)
+    reference = curse_of_unrolling(chebyshev_steps, problem.eigenvalues, **edges)
+    return {
+        "scalars": {**learned["scalars"], **{f"{k}_chebyshev": v for k, v in reference["scalars"].items()}},
+        "series": {**learned["series"], **{f"{k}_chebyshev": v for k, v in reference["series"].items()}},
+    }
+
+
+def _run_descending(problem: Problem, spec: DugdSpec) -> Result:
+    """Primal-dual training with descending constraints (domain.md §7.3), then the same comparison."""
+    from workers.descending import train_descending
+
+    outcome = train_descending(
+        problem.eigenvalues, T=spec.T, eps=spec.descent_eps, init=spec.init, lr=spec.lr,
+        batch_size=spec.batch_size, epochs=spec.descent_epochs, batches_per_epoch=spec.descent_batches_per_epoch,
+        dual_lr=spec.dual_lr, noise=spec.descent_noise, seed=spec.seed,
+    )
+    scalars, series = compare(problem, outcome.steps, spec.T)
+    extra_scalars, extra_series = outcome.result_fields()
+    scalars.update(extra_scalars)
+    series.update({k: v for k, v in extra_series.items() if k != "learned_steps"})
+    info = {**problem.facts(), "mode": "eigen", "training": "primal-dual", "dtype": "float64", "device": "cpu"}
+    return Result(params={}, scalars=scalars, series=series, info=info)
