@@ -295,8 +295,8 @@ class _Coordinator:
         if not math.isfinite(value):
             return
         better = self.best is None or (value < self.best if self.sweep.metric.goal == "minimize" else value > self.best)
-        if better:
-            self.best, self.best_params = value, params
+        if better:  # name the point by what varies: the grid axes and the seed
+            self.best, self.best_params = value, {k: params[k] for k in [*self.sweep.axes, "seed"] if k in params}
 
     def _cancel_inflight(self) -> None:
         for ref in list(self.inflight):

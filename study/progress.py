@@ -47,6 +47,8 @@ class ProgressLine:
 
     def __exit__(self, *exc) -> None:
         self._live.__exit__(*exc)
+        if not self.console.is_terminal:  # rich prints the last frame without a line break there
+            self.console.line()
 
     def __call__(self, progress: Progress) -> None:
         self._live.update(render(progress, self.metric))
