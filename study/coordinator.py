@@ -140,15 +140,14 @@ class _Coordinator:
             attempts[key] = max(attempts.get(key, 0), attempt)
         return {**finished, **journaled}, attempts
 
-    def _init_ray(self) -> bool:
+    def _init_ray(self) -> None:
         if ray.is_initialized():
-            return False
+            return
         address = self.ray_address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return True
 
     def _slots(self) -> int:
         resources = ray.cluster_resources()
@@ -164,7 +163,7 @@ class _Coordinator:
         finished_before, self.attempts = self._history()
         self.writer = TrackingWriter(self.sweep, self.uri)
         self.writer.start_sweep()
-        started_ray = self._init_ray()
+        self._init_ray()  # a Ray started here stays up for the process (later submits reuse it)
         status = "FINISHED"
         try:
             self.slots = self._slots()
@@ -181,8 +180,6 @@ class _Coordinator:
         finally:
             self._cancel_inflight()
             summary = self._finish(status)
-            if started_ray:
-                ray.shutdown()
         return summary
 
     def _source(self, finished_before: dict[str, dict[str, float]]):

@@ -184,3 +184,37 @@ def test_progress_line_shows_counts_eta_best_and_outage():
     assert line == "3/6 done  2 running  1 failed  4 skipped  ETA 1m15s  best root_error 0.125"
     down = render(Progress(10, 3, 2, 1, 4, None, None, "tracking store unreachable since 12:00:00"), "root_error").plain
     assert down.endswith("ETA ?\nwarning: tracking store unreachable since 12:00:00")
+
+
+def _kill_one_chunk_worker() -> bool:
+    """SIGKILL a Ray worker of this test session's own cluster while it runs a chunk."""
+    import psutil
+
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "_run_chunk" in " ".join(process.cmdline()):
+                process.kill()
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_dead_worker_is_retried_up_to_max_retries(ray_local, store, retries):
+    sweep = load_sweep(grid(f"dead-worker-{retries}", [0.0, 1.0], ", work_s: 1.5", seeds="[0]") + f"max_retries: {retries}\n")
+    killed = []
+
+    def on_progress(progress):
+        if progress.running and not killed:
+            time.sleep(0.5)  # let the tasks start executing
+            killed.append(_kill_one_chunk_worker())
+
+    summary = submit(sweep, tracking_uri=store, on_progress=on_progress)
+    assert killed == [True]
+    if retries:
+        assert (summary.finished, summary.failed) == (2, 0)
+    else:
+        assert (summary.finished, summary.failed) == (1, 1)
+        reasons = [r.data.tags.get(tracking.TAG_REASON) for r in children(store, sweep.name) if r.info.status == "FAILED"]
+        assert len(reasons) == 1 and reasons[0].startswith("task failed: ")
