@@ -56,11 +56,6 @@ def test_mp_edges_make_the_mp_reference_primary():
     assert s["root_error"] == s["root_error_mp"] and s["lambda_min_reference"] == s["mp_lower"]
 
 
-def test_descent_eps_is_reported_as_not_implemented():
-    result = run({"problem": "dugd", "n": 10, "m": 20, "T": 2, "descent_eps": 0.05})
-    assert result.status == "FAILED" and "NotImplementedError" in result.reason
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_without_a_gpu_fails_with_a_reason():
     result = run({"problem": "dugd", "n": 10, "m": 20, "T": 2, "mode": "eigen", "device": "cuda"})
