@@ -155,7 +155,7 @@ def _emit(frame: Any, fmt: str, output: str | None, title: str) -> None:
 
         table = Table(title=title)
         for column in frame.columns:
-            table.add_column(str(column), justify="right")
+            table.add_column(str(column), justify="right", min_width=len(str(column)))
         for row in frame.itertuples(index=False):
             table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
         Console(width=max(100, 14 * len(frame.columns))).print(table)
