@@ -131,6 +131,7 @@ def results(
     fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet"),
     output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
     tracking_uri: str = TRACKING_URI,
+    plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
 ) -> None:
     """Aggregated results of a sweep: mean, std and count over seeds, with failure counts."""
     from study import results as results_module
@@ -145,6 +146,22 @@ def results(
     except KeyError as error:
         fail(f"--group-by/--metric: {error.args[0]}")
     _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
+    if plot:
+        _plot_results(table, sweep, plot, _split(group_by), _split(metric), output)
+
+
+def _plot_results(table: Any, sweep: str, axis: str, group_by: list[str], metrics: list[str], output: str | None) -> None:
+    """`results --plot AXIS`: the (first) metric's mean ± std against AXIS, one line per other group."""
+    from study.plots import to_png
+    from study.sweep_plots import metric_lines_figure
+
+    if axis not in group_by:
+        fail(f"--plot: got {axis!r}, expected one of the --group-by axes ({', '.join(group_by) or 'none given'})")
+    path = f"{output.rsplit('.', 1)[0]}.png" if output and not output.endswith(".png") else output
+    path = path or f"{sweep}_{metrics[0]}_by_{axis}.png"
+    with open(path, "wb") as handle:
+        handle.write(to_png(metric_lines_figure(table, axis, metrics[0], title=f"{sweep}: {metrics[0]} by {axis}")))
+    typer.echo(f"wrote {path}", err=True)
 
 
 @app.command()
@@ -171,6 +188,29 @@ def sweeps(tracking_uri: str = TRACKING_URI, fmt: str = typer.Option("table", "-
     from study import results as results_module
 
     _emit(results_module.list_sweeps(tracking_uri), fmt, None, "sweeps")
+
+
+@app.command()
+def report(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    output: str = typer.Option(None, "-o", "--output", help="directory for index.html and its PNGs (default report-SWEEP)"),
+    metric: str = typer.Option("root_error", "--metric", help="result field for the table, heatmaps and extremes"),
+    x: str = typer.Option("T", "--x", help="heatmap x axis"),
+    y: str = typer.Option("kappa", "--y", help="heatmap y axis"),
+    panel: str = typer.Option("n", "--panel", help="one heatmap panel per value of this parameter"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """An HTML report of a sweep (with PNGs), also logged on the sweep's parent run under report/."""
+    from study import report as report_module
+    from study.results import SweepNotFound
+
+    try:
+        made = report_module.build_report(sweep, output or f"report-{sweep}", metric, x, y, panel, tracking_uri)
+    except SweepNotFound as error:
+        fail(str(error))
+    except KeyError as error:
+        fail(str(error.args[0]))
+    typer.echo(f"wrote {made.index} ({len(made.figures)} figures; {made.counts['done']} done, {made.counts['failed']} failed)")
 
 
 def main() -> None:  # pragma: no cover - `python -m study.cli`

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -340,8 +340,8 @@ _PSOR: dict[str, FigureMaker] = {"error_curves.png": error_curves_figure, "omega
 FIGURES_BY_PROBLEM: dict[str, dict[str, FigureMaker]] = {"dugd": _DUGD, "chgd": _DUGD, "psor": _PSOR, "probe": {}}
 
 
-def run_figures(result: Mapping[str, Any]) -> dict[str, bytes]:
-    """Every figure a run supports, as {file name: PNG bytes}.
+def run_figures(result: Mapping[str, Any], only: Collection[str] | None = None) -> dict[str, bytes]:
+    """Every figure a run supports (or those named in `only`), as {file name: PNG bytes}.
 
     Dispatches on params.problem (DUGD when absent). A figure whose series are missing is skipped,
     so a FAILED result without series gives {} and a partial one gives what it can.
@@ -350,6 +350,8 @@ def run_figures(result: Mapping[str, Any]) -> dict[str, bytes]:
     makers = FIGURES_BY_PROBLEM.get(str(problem), _DUGD | _PSOR)
     pngs: dict[str, bytes] = {}
     for name, make in makers.items():
+        if only is not None and name not in only:
+            continue
         figure = make(result)
         if figure is not None:
             pngs[name] = to_png(figure)
