@@ -120,3 +120,26 @@ def test_rendering_is_thread_safe_and_deterministic():
     for thread in threads:
         thread.join()
     assert concurrent == sequential
+
+
+def test_summary_figure_is_the_sweep_artifact_and_travels_as_json():
+    import json
+
+    from workers.result import Result
+
+    result = dugd_result(T=6)
+    summary = plots.summary_figures(result)
+    assert list(summary) == [plots.SUMMARY_PNG] and png_size(summary[plots.SUMMARY_PNG])[0] >= 700
+    figure = plots.summary_figure(result)
+    overlay, polynomial = figure.axes
+    assert set(lines_by_label(figure, 1)) >= {"learned", "Chebyshev (1st kind)"}
+    assert "Chebyshev (2nd kind)" not in lines_by_label(figure, 1)  # fewer curves: cheaper in the sweep
+    # what a Ray task does: a transport record in, base64 PNGs out, through JSON (the writer's spool) and back
+    record = Result(params=result["params"], scalars={k: result[k] for k in ("lambda_min", "lambda_max")},
+                    series={k: result[k] for k in ("learned_steps", "chebyshev_steps")}).as_record()
+    encoded = json.loads(json.dumps(plots.record_figures(record)))
+    assert png_size(plots.decode_figures(encoded)[plots.SUMMARY_PNG])[0] >= 700
+    psor = plots.summary_figures(psor_result())
+    assert png_size(psor[plots.SUMMARY_PNG])[0] >= 700
+    assert plots.summary_figures({"params": {"problem": "probe"}}) == {}
+    assert plots.summary_figures({"status": "FAILED", "params": {"problem": "dugd"}}) == {}
