@@ -239,36 +239,39 @@ def draw_residual_polynomial(axes: Any, result: Mapping[str, Any], eigenvalues: 
     return True
 
 
-_CURVE_LABELS = {
-    "mse_curve": "DUGD (analytic)",
-    "mse_curve_empirical": "DUGD (empirical)",
-    "mse_curve_gd": "GD, constant 2/(λ_min+λ_max)",
-    "mse_curve_chebyshev": "Chebyshev (1st kind)",
-    "mse_curve_second_kind": "Chebyshev (2nd kind)",
-    "mse_curve_optimal": "MSE-optimal",
-    "mse_curve_heavy_ball": "heavy ball",
-    "mse_curve_semi_iterative": "Chebyshev semi-iterative",
-    "error_curve_plain": "plain (ω = 1)",
-    "error_curve_constant": "optimal constant ω",
-    "error_curve_chebyshev": "Chebyshev-PSOR",
-    "error_curve_learned": "learned ω",
+# Curves are `<prefix>_<scheme>`; the bare prefix is the run's own schedule (DUGD's learned steps, or
+# PSOR's chosen ω, which duplicates its error_curve_<omega> and is skipped there).
+_SCHEME_LABELS = {
+    "": "DUGD (analytic)",
+    "empirical": "DUGD (empirical)",
+    "gd": "GD, constant 2/(λ_min+λ_max)",
+    "chebyshev": "Chebyshev (1st kind)",
+    "second_kind": "Chebyshev (2nd kind)",
+    "optimal": "MSE-optimal",
+    "heavy_ball": "heavy ball",
+    "semi_iterative": "Chebyshev semi-iterative",
+    "plain": "plain (ω = 1)",
+    "constant": "optimal constant ω",
+    "learned": "learned ω",
 }
-_PRIMARY_CURVES = {"mse_curve", "error_curve_learned"}
 
 
-def draw_curves(axes: Any, result: Mapping[str, Any], prefix: str, ylabel: str, title: str) -> bool:
-    """Every series whose name starts with `prefix` against t = 0, 1, ... (log y)."""
-    curves = {key: series(result, key) for key in sorted(result) if key.startswith(prefix)}
-    curves = {key: values for key, values in curves.items() if values is not None}
+def draw_curves(axes: Any, result: Mapping[str, Any], prefix: str, ylabel: str, title: str,
+                own_curve: bool = True) -> bool:
+    """Every series named `prefix` or `prefix_<scheme>` against t = 0, 1, ... (log y).
+    `own_curve=False` leaves out the bare `prefix` series."""
+    keys = [k for k in sorted(result) if k.startswith(prefix + "_") or (own_curve and k == prefix)]
+    curves = {key: values for key in keys if (values := series(result, key)) is not None}
     if not curves:
         return False
     tiny = np.finfo(np.float64).tiny
     colors = iter(f"C{i}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9) * 2)  # C3 (red) is the learned schedule's
     for key, values in curves.items():
+        scheme = key.removeprefix(prefix).removeprefix("_")
         shown = np.where(np.isfinite(values), np.maximum(np.abs(values), tiny), np.nan)
-        primary = key in _PRIMARY_CURVES
-        axes.plot(np.arange(len(values)), shown, label=_CURVE_LABELS.get(key, key), linewidth=2.2 if primary else 1.2,
-                  color="C3" if primary else next(colors))
+        primary = scheme in {"", "learned"}
+        axes.plot(np.arange(len(values)), shown, label=_SCHEME_LABELS.get(scheme, scheme),
+                  linewidth=2.2 if primary else 1.2, color="C3" if primary else next(colors))
     axes.set(xlabel="iteration t", ylabel=ylabel, title=title)
     log_axis(axes)
     integer_x(axes)
@@ -282,8 +285,18 @@ def draw_mse_curves(axes: Any, result: Mapping[str, Any]) -> bool:
 
 
 def draw_error_curves(axes: Any, result: Mapping[str, Any]) -> bool:
-    """‖x_k − x*‖ per PSOR scheme (plain, constant SOR, Chebyshev-PSOR, learned)."""
-    return draw_curves(axes, result, "error_curve", "‖x_k − x*‖", "error curves")
+    """Error per scheme against the iteration: PSOR's ‖x_k − x*‖ (plain, constant SOR, Chebyshev-PSOR,
+    learned) with the Chebyshev envelope e_0·bound^{k/T}; CHGD's ‖x_t‖² against GD and heavy ball."""
+    problem = str(params_of(result).get("problem", ""))
+    ylabel = "E‖x_t‖²" if problem == "chgd" else "‖x_k − x*‖"
+    if not draw_curves(axes, result, "error_curve", ylabel, "error curves", own_curve=False):
+        return False
+    envelope = series(result, "chebyshev_bound_curve")
+    if envelope is not None:
+        axes.plot(np.arange(len(envelope)), envelope, color="0.4", linestyle="--", linewidth=0.9,
+                  label="e₀ · bound^(k/T)")
+        axes.legend(fontsize=7)
+    return True
 
 
 def _omegas(result: Mapping[str, Any]) -> dict[str, Array]:

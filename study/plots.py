@@ -134,13 +134,16 @@ _SUMMARY_POLYNOMIAL = functools.partial(draw_residual_polynomial, labels=("learn
 def summary_figure(result: Mapping[str, Any]) -> Figure | None:
     """The per-run artifact made during a sweep: the two panels the MLflow UI cannot draw from the
     step-indexed metrics, in one PNG (every panel costs about as much as the run of a quick sweep).
-    DUGD/CHGD: sorted overlay and |P_T| against the bound; PSOR: error curves and sorted ω."""
+    DUGD: sorted overlay and |P_T| against the bound; CHGD: error curves and |P_T|; PSOR: error curves
+    and sorted ω."""
     problem = str(params_of(result).get("problem", "dugd"))
     if problem == "psor":
         return panels_figure(result, [draw_error_curves, draw_omega_overlay], "PSOR run")
     if problem == "probe":
         return None
-    return panels_figure(result, [draw_steps_overlay, _SUMMARY_POLYNOMIAL], "run")
+    if problem == "chgd":
+        return panels_figure(result, [draw_error_curves, _SUMMARY_POLYNOMIAL], "CHGD run")
+    return panels_figure(result, [draw_steps_overlay, _SUMMARY_POLYNOMIAL], "DUGD run")
 
 
 # ---------------------------------------------------------------- dispatch
@@ -153,7 +156,12 @@ _DUGD: dict[str, FigureMaker] = {
     "mse_curves.png": mse_curves_figure,
 }
 _PSOR: dict[str, FigureMaker] = {"error_curves.png": error_curves_figure, "omega.png": omega_figure}
-FIGURES_BY_PROBLEM: dict[str, dict[str, FigureMaker]] = {"dugd": _DUGD, "chgd": _DUGD, "psor": _PSOR, "probe": {}}
+_CHGD: dict[str, FigureMaker] = {
+    "steps.png": steps_figure,
+    "residual_polynomial.png": residual_polynomial_figure,
+    "error_curves.png": error_curves_figure,
+}
+FIGURES_BY_PROBLEM: dict[str, dict[str, FigureMaker]] = {"dugd": _DUGD, "chgd": _CHGD, "psor": _PSOR, "probe": {}}
 
 
 def run_figures(result: Mapping[str, Any], only: Collection[str] | None = None) -> dict[str, bytes]:

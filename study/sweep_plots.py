@@ -71,7 +71,7 @@ def heatmap_figure(frame: pd.DataFrame, metric: str, x: str | None = "T", y: str
     columns = min(len(panels), 3)
     rows = math.ceil(len(panels) / columns)
     figure = new_figure(2.2 + 3.2 * columns, 0.8 + 2.9 * rows)
-    figure.subplots_adjust(left=0.1, right=0.88, bottom=0.12, top=0.86, wspace=0.35, hspace=0.45)
+    figure.subplots_adjust(left=0.1, right=0.9, bottom=0.12, top=0.86, wspace=0.35, hspace=0.45)
     grid = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
     image = None
     for axes, value in zip(grid, panels):
@@ -91,8 +91,7 @@ def heatmap_figure(frame: pd.DataFrame, metric: str, x: str | None = "T", y: str
     for axes in grid[len(panels):]:
         axes.set_visible(False)
     if image is not None:
-        colorbar = figure.colorbar(image, ax=list(grid[: len(panels)]), fraction=0.04)
-        colorbar.set_label(f"{metric} (mean over seeds)")
+        figure.colorbar(image, ax=list(grid[: len(panels)]), fraction=0.05, pad=0.03)
     figure.suptitle(f"{metric}: mean over seeds", fontsize=10)
     return figure
 

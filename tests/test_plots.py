@@ -40,7 +40,7 @@ def test_psor_run_figures_with_and_without_learned_omega():
     plain = plots.run_figures(psor_result(learned=False))
     assert set(plain) == {"error_curves.png", "omega.png"}
     figure = plots.error_curves_figure(psor_result(learned=False))
-    assert set(lines_by_label(figure)) == {"plain (ω = 1)", "optimal constant ω", "Chebyshev-PSOR"}
+    assert set(lines_by_label(figure)) == {"plain (ω = 1)", "optimal constant ω", "Chebyshev (1st kind)"}
 
 
 def test_sorted_overlay_shows_sorted_steps():
@@ -143,3 +143,35 @@ def test_summary_figure_is_the_sweep_artifact_and_travels_as_json():
     assert png_size(psor[plots.SUMMARY_PNG])[0] >= 700
     assert plots.summary_figures({"params": {"problem": "probe"}}) == {}
     assert plots.summary_figures({"status": "FAILED", "params": {"problem": "dugd"}}) == {}
+
+
+@pytest.mark.parametrize(
+    "spec, names",
+    [
+        (dict(problem="dugd", n=24, T=4, kappa=10, mode="expected", batches_per_generation=20, eval_samples=100),
+         {"steps.png", "roots.png", "residual_polynomial.png", "mse_curves.png"}),
+        (dict(problem="chgd", n=24, T=4, kappa=10, iterations=12), {"steps.png", "residual_polynomial.png", "error_curves.png"}),
+        (dict(problem="psor", fixed_point="ista", n=24, T=4, iterations=12), {"error_curves.png", "omega.png"}),
+    ],
+    ids=["dugd", "chgd", "psor"],
+)
+def test_figures_of_real_runs(spec, names):
+    from workers.run import run
+
+    result = run(spec)
+    assert result.status == "FINISHED", result.reason
+    flat = result.to_dict()
+    pngs = plots.run_figures(flat)
+    assert set(pngs) == names
+    assert all(png_size(data)[0] >= 400 and len(data) > 10_000 for data in pngs.values())
+    assert png_size(plots.summary_figures(flat)[plots.SUMMARY_PNG])[0] >= 700
+    if spec["problem"] == "dugd":
+        # the eigenvalues come back from the run's own parameters (workers.spectra), and the learned
+        # polynomial's largest value on them is the run's reported rho
+        eigenvalues = plots.eigenvalues_of(flat)
+        assert eigenvalues is not None and len(eigenvalues) == 24
+        marks = lines_by_label(plots.residual_polynomial_figure(flat))["eigenvalues (learned)"]
+        assert np.max(marks.get_ydata()) == pytest.approx(flat["rho"], rel=1e-9)
+    if spec["problem"] == "psor":
+        labels = set(lines_by_label(plots.error_curves_figure(flat)))
+        assert labels == {"plain (ω = 1)", "optimal constant ω", "Chebyshev (1st kind)", "e₀ · bound^(k/T)"}
