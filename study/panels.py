@@ -36,8 +36,10 @@ def log_axis(axes: Any, which: str = "y") -> None:
     axis = axes.yaxis if which == "y" else axes.xaxis
     low, high = (axes.dataLim.y0, axes.dataLim.y1) if which == "y" else (axes.dataLim.x0, axes.dataLim.x1)
     (axes.set_yscale if which == "y" else axes.set_xscale)("log")
-    narrow = 0 < low < high < np.inf and high / low < 10**2.5  # 1-2-5 ticks only where decades are few
-    axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=8))
+    decades = np.log10(high / low) if 0 < low < high < np.inf else np.inf
+    # Enough labelled ticks for the span: every digit under a decade, 1-2-5 over a few, powers beyond.
+    subs = np.arange(1.0, 10.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs, numticks=8))
     axis.set_major_formatter(FuncFormatter(_plain_label))
     axis.set_minor_locator(NullLocator())
 
