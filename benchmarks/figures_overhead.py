@@ -45,20 +45,31 @@ def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, int]:
 
 
 def per_run_cpu(sweep_file: str) -> tuple[float, float]:
-    """CPU seconds of one run of the sweep and of rendering its figures (both warm, in this process)."""
-    from study.plots import record_figures
+    """CPU seconds of one run of the sweep and of rendering its summary.png (both warm, in this process);
+    prints the CPU time of each full-size figure too (best of 3)."""
+    from study import plots
     from study.spec import load_sweep
     from workers.run import run
+    from workers.result import Result
 
     point = load_sweep(sweep_file).expand()[-1].params
     record = run(point).as_record()
-    record_figures(record)  # warm: imports, font cache
+    plots.record_figures(record)  # warm: imports, font cache
     started = time.process_time()
     record = run(point).as_record()
     run_cpu = time.process_time() - started
     started = time.process_time()
-    record_figures(record)
-    return run_cpu, time.process_time() - started
+    plots.record_figures(record)
+    summary_cpu = time.process_time() - started
+    flat = Result.from_dict(record).to_dict()
+    for name in plots.run_figures(flat):
+        costs = []
+        for _ in range(3):
+            started = time.process_time()
+            plots.run_figures(flat, only={name})
+            costs.append(time.process_time() - started)
+        print(f"  {name}: {min(costs) * 1000:.0f} ms CPU")
+    return run_cpu, summary_cpu
 
 
 def main() -> None:
@@ -68,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load before: {load()}  (2 cores; other helpers may be running)")
     run_cpu, figure_cpu = per_run_cpu(args.sweep)
-    print(f"one run: {run_cpu * 1000:.0f} ms CPU; its figures: {figure_cpu * 1000:.0f} ms CPU "
+    print(f"one run: {run_cpu * 1000:.0f} ms CPU; its summary.png (made in the sweep): {figure_cpu * 1000:.0f} ms CPU "
           f"({figure_cpu / run_cpu:.0%} of the run)")
     walls: dict[bool, list[float]] = {False: [], True: []}
     for repeat in range(args.repeats):

@@ -155,9 +155,10 @@ _STYLE = {
 # ---------------------------------------------------------------- panels (draw on given axes)
 
 
-def _step_curves(result: Mapping[str, Any]) -> dict[str, Array]:
+def _step_curves(result: Mapping[str, Any], labels: Collection[str] | None = None) -> dict[str, Array]:
     learned = series(result, "learned_steps")
-    return ({"learned": learned} if learned is not None else {}) | reference_steps(result)
+    curves = ({"learned": learned} if learned is not None else {}) | reference_steps(result)
+    return {k: v for k, v in curves.items() if labels is None or k in labels}
 
 
 def draw_steps_by_layer(axes: Any, result: Mapping[str, Any]) -> bool:
@@ -176,9 +177,10 @@ def draw_steps_by_layer(axes: Any, result: Mapping[str, Any]) -> bool:
     return True
 
 
-def draw_steps_overlay(axes: Any, result: Mapping[str, Any]) -> bool:
-    """The papers' overlay: steps sorted descending, learned beside Chebyshev (1st, 2nd kind), log y."""
-    curves = _step_curves(result)
+def draw_steps_overlay(axes: Any, result: Mapping[str, Any], labels: Collection[str] | None = None) -> bool:
+    """The papers' overlay: steps sorted descending, learned beside Chebyshev (1st, 2nd kind), log y.
+    `labels` keeps only those schedules."""
+    curves = _step_curves(result, labels)
     if not curves:
         return False
     for label, steps in curves.items():
@@ -217,8 +219,7 @@ def draw_residual_polynomial(axes: Any, result: Mapping[str, Any], eigenvalues: 
                              labels: Collection[str] | None = None) -> bool:
     """|P_T(λ)| on [λ_min, λ_max] for learned and Chebyshev steps (log y), the bound, eigenvalues marked.
     `labels` keeps only those schedules (e.g. learned and first kind)."""
-    interval, curves = interval_of(result), _step_curves(result)
-    curves = {k: v for k, v in curves.items() if labels is None or k in labels}
+    interval, curves = interval_of(result), _step_curves(result, labels)
     if interval is None or not curves:
         return False
     grid = np.linspace(*interval, _GRID_POINTS)

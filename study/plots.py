@@ -61,10 +61,10 @@ def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
     return figure
 
 
-def to_png(figure: Figure) -> bytes:
+def to_png(figure: Figure, dpi: int = DPI) -> bytes:
     """PNG bytes of the figure; the figure is dropped afterwards (no pyplot registry holds it)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=dpi)
     figure.clear()
     return buffer.getvalue()
 
@@ -128,7 +128,10 @@ def omega_figure(result: Mapping[str, Any]) -> Figure | None:
     return panels_figure(result, [draw_omega_by_layer, draw_omega_overlay], "relaxation factors")
 
 
+# Fewer curves and legend entries than the full figures: text is most of matplotlib's drawing time.
+_SUMMARY_OVERLAY = functools.partial(draw_steps_overlay, labels=("learned", "Chebyshev (1st kind)", "Chebyshev (2nd kind)"))
 _SUMMARY_POLYNOMIAL = functools.partial(draw_residual_polynomial, labels=("learned", "Chebyshev (1st kind)"))
+SUMMARY_DPI = 72
 
 
 def summary_figure(result: Mapping[str, Any]) -> Figure | None:
@@ -143,7 +146,7 @@ def summary_figure(result: Mapping[str, Any]) -> Figure | None:
         return None
     if problem == "chgd":
         return panels_figure(result, [draw_error_curves, _SUMMARY_POLYNOMIAL], "CHGD run")
-    return panels_figure(result, [draw_steps_overlay, _SUMMARY_POLYNOMIAL], "DUGD run")
+    return panels_figure(result, [_SUMMARY_OVERLAY, _SUMMARY_POLYNOMIAL], "DUGD run")
 
 
 # ---------------------------------------------------------------- dispatch
@@ -188,7 +191,7 @@ SUMMARY_PNG = "summary.png"
 def summary_figures(result: Mapping[str, Any]) -> dict[str, bytes]:
     """{'summary.png': PNG} for a run with data, else {}: what a sweep renders per run (see summary_figure)."""
     figure = summary_figure(result)
-    return {SUMMARY_PNG: to_png(figure)} if figure is not None else {}
+    return {SUMMARY_PNG: to_png(figure, SUMMARY_DPI)} if figure is not None else {}
 
 
 def record_figures(record: Mapping[str, Any]) -> dict[str, str]:
