@@ -213,6 +213,26 @@ def report(
     typer.echo(f"wrote {made.index} ({len(made.figures)} figures; {made.counts['done']} done, {made.counts['failed']} failed)")
 
 
+@app.command()
+def figures(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    full: bool = typer.Option(False, "--all", help="every per-run figure, not only summary.png"),
+    force: bool = typer.Option(False, "--force", help="re-render runs that already have figures"),
+    processes: int = typer.Option(2, "--processes", min=1, help="rendering processes (niced)"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """Give every child run of a sweep its figures/ artifacts (runs too quick to render them in the sweep)."""
+    from study.figure_stage import log_sweep_figures
+    from study.results import SweepNotFound
+
+    try:
+        stage = log_sweep_figures(sweep, tracking_uri, full=full, force=force, processes=processes)
+    except SweepNotFound as error:
+        fail(str(error))
+    typer.echo(f"{sweep}: figures logged for {stage.rendered} runs; {stage.skipped} had them; "
+               f"{stage.empty} with nothing to draw ({stage.runs} runs)")
+
+
 def main() -> None:  # pragma: no cover - `python -m study.cli`
     app()
 

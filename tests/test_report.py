@@ -169,3 +169,26 @@ def test_metric_lines_follow_the_aggregate(grid_store):
     assert set(lines) == {"n=30", "n=40"}
     expected = table[table["n"] == 30].sort_values("T")["root_error_mean"].to_numpy()
     assert list(lines["n=30"].get_ydata()) == pytest.approx(list(expected), rel=1e-12)
+
+
+def test_figure_stage_logs_figures_on_child_runs(store, tmp_path, monkeypatch):
+    # its own sweep, so the module's shared store stays read-only for the other tests
+    uri, _ = store
+    write_sweep(uri, "staged", [{"T": 4, "n": 30, "seed": s} for s in (0, 1)],
+                [{"T": 4, "n": 30, "seed": 2, "reason": "ValueError: bad"}])
+    done = invoke("figures", "staged", "--tracking-uri", uri)
+    assert done.exit_code == 0, done.output
+    assert "logged for 2 runs; 0 had them; 1 with nothing to draw" in done.stdout
+    client = MlflowClient(uri)
+    frame = load_results("staged", uri)
+    for run_id, status in zip(frame["run_id"], frame["status"]):
+        names = {Path(a.path).name for a in client.list_artifacts(run_id, "figures")}
+        if status == "FINISHED":
+            assert names == {"summary.png"}
+            png = Path(client.download_artifacts(run_id, "figures/summary.png", str(tmp_path)))
+            assert png_size(png.read_bytes())[0] >= 600
+        else:
+            assert names == set()
+    again = invoke("figures", "staged", "--tracking-uri", uri)
+    assert "logged for 0 runs; 2 had them" in again.stdout
+    assert invoke("figures", "nope", "--tracking-uri", uri).exit_code == 2
