@@ -62,15 +62,16 @@ class TreeCPU:
         self.total = sum(self.seen.values()) + sum(psutil.Process().cpu_times()[:2]) - self.own_before
 
 
-def measured_in_subprocess(sweep_file: str, figures: bool) -> tuple[float, float, int]:
-    """(submit wall s, CPU s of the sweep's process tree, runs with figures) of one sweep in a fresh process."""
+def measured_in_subprocess(sweep_file: str, figures: bool) -> tuple[float, float, int, float]:
+    """(submit wall s, CPU s of the sweep's process tree, runs given figures in the sweep, wall s of the
+    `study figures` stage afterwards) of one sweep in a fresh process."""
     done = subprocess.run([sys.executable, __file__, "--sweep", sweep_file, "--one", "on" if figures else "off"],
                           capture_output=True, text=True, check=True)
-    wall, cpu, logged = done.stdout.strip().splitlines()[-1].split()
-    return float(wall), float(cpu), int(logged)
+    wall, cpu, logged, stage_s = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu), int(logged), float(stage_s)
 
 
-def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, float, int]:
+def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, float, int, float]:
     from study.coordinator import submit
     from study.spec import load_sweep
 
@@ -89,7 +90,14 @@ def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, float, int]:
         frame = load_results(summary.sweep, uri)
         client = MlflowClient(uri)
         with_figures = sum(bool(client.list_artifacts(run_id, "figures")) for run_id in frame["run_id"])
-    return wall, tree.total, with_figures
+        stage_s = 0.0
+        if figures:  # the separate stage for the runs the sweep left without figures
+            from study.figure_stage import log_sweep_figures
+
+            started = time.perf_counter()
+            log_sweep_figures(summary.sweep, uri)
+            stage_s = time.perf_counter() - started
+    return wall, tree.total, with_figures, stage_s
 
 
 def per_run_cpu(sweep_file: str) -> tuple[float, float]:
@@ -102,12 +110,12 @@ def per_run_cpu(sweep_file: str) -> tuple[float, float]:
 
     point = load_sweep(sweep_file).expand()[-1].params
     record = run(point).as_record()
-    plots.record_figures(record)  # warm: imports, font cache
+    plots.record_figures(record, min_run_s=0.0)  # warm: imports, font cache
     started = time.process_time()
     record = run(point).as_record()
     run_cpu = time.process_time() - started
     started = time.process_time()
-    plots.record_figures(record)
+    plots.record_figures(record, min_run_s=0.0)
     summary_cpu = time.process_time() - started
     flat = Result.from_dict(record).to_dict()
     for name in plots.run_figures(flat):
@@ -125,10 +133,13 @@ def main() -> None:
     parser.add_argument("--sweep", default="configs/quick.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", choices=["on", "off"], help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--min-run-s", type=float, help="override study.figure_budget.MIN_RUN_S_FOR_FIGURES (0: render beside every run)")
     args = parser.parse_args()
+    if args.min_run_s is not None:
+        os.environ["STUDY_MIN_RUN_S_FOR_FIGURES"] = str(args.min_run_s)  # read by study.figure_budget in the Ray tasks
     if args.one:
-        wall, cpu, logged = sweep_wall(args.sweep, args.one == "on")
-        print(f"{wall:.3f} {cpu:.3f} {logged}")
+        wall, cpu, logged, stage_s = sweep_wall(args.sweep, args.one == "on")
+        print(f"{wall:.3f} {cpu:.3f} {logged} {stage_s:.3f}")
         return
     print(f"load before: {load()}  (2 cores; other helpers may be running)")
     run_cpu, figure_cpu = per_run_cpu(args.sweep)
@@ -138,11 +149,12 @@ def main() -> None:
     cpus: dict[bool, list[float]] = {False: [], True: []}
     for repeat in range(args.repeats):
         for figures in (False, True):
-            wall, cpu, logged = measured_in_subprocess(args.sweep, figures)
+            wall, cpu, logged, stage_s = measured_in_subprocess(args.sweep, figures)
             walls[figures].append(wall)
             cpus[figures].append(cpu)
+            stage = f", then `study figures` {stage_s:5.2f} s" if figures else ""
             print(f"repeat {repeat}: figures={'on ' if figures else 'off'} submit wall {wall:6.2f} s, "
-                  f"process-tree CPU {cpu:6.2f} s, runs with figures/: {logged:3d}, load {load()}")
+                  f"process-tree CPU {cpu:6.2f} s, runs given figures in the sweep: {logged:3d}{stage}, load {load()}")
     off, on = statistics.median(walls[False]), statistics.median(walls[True])
     cpu_off, cpu_on = statistics.median(cpus[False]), statistics.median(cpus[True])
     print(f"median submit wall: off {off:.2f} s, on {on:.2f} s: figures add {on / off - 1:+.1%}")

@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from study.figure_budget import MIN_RUN_S_FOR_FIGURES, worth_rendering
 from study.panels import (  # noqa: F401 - series, reference_steps, log_axis, integer_x are public here too
     Array,
     draw_error_curves,
@@ -194,21 +195,14 @@ def summary_figures(result: Mapping[str, Any]) -> dict[str, bytes]:
     return {SUMMARY_PNG: to_png(figure, SUMMARY_DPI)} if figure is not None else {}
 
 
-# One summary.png costs ~0.2 s of CPU on the 2-core host (benchmarks/figures_overhead.py), 2-4x a
-# quick sweep's whole run. Rendering it in the Ray task is worth it only beside runs long enough that
-# it adds at most MAX_FIGURE_SHARE; shorter runs get theirs from `study figures SWEEP` afterwards.
-FIGURE_COST_S = 0.2
-MAX_FIGURE_SHARE = 0.10
-MIN_RUN_S_FOR_FIGURES = FIGURE_COST_S / MAX_FIGURE_SHARE
-
-
 def record_figures(record: Mapping[str, Any], min_run_s: float = MIN_RUN_S_FOR_FIGURES) -> dict[str, str]:
     """The per-run figures of a transport record (Result.as_record()), base64-encoded so that the record
     stays JSON (the coordinator's writer may spool it to disk). Called inside the Ray task; {} for runs
-    shorter than `min_run_s`, whose figures would cost more than the share the sweep allows."""
+    shorter than `min_run_s`, whose figures would cost more than the share the sweep allows
+    (study.figure_budget)."""
     from workers.result import Result
 
-    if float(record.get("wall_s") or 0.0) < min_run_s:
+    if not worth_rendering(record, min_run_s):
         return {}
     pngs = summary_figures(Result.from_dict(dict(record)).to_dict())
     return {name: base64.b64encode(png).decode("ascii") for name, png in pngs.items()}
