@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -84,6 +85,50 @@ def run_one(
         raise typer.Exit(1)
 
 
+def _load_sweep_or_exit(file: str):
+    from study.spec import load_sweep
+
+    try:
+        return load_sweep(Path(file))
+    except StudyInputError as error:
+        fail(error.errors)
+
+
+@app.command("validate")
+def validate(file: str = typer.Argument(..., help="sweep file (YAML or JSON)")) -> None:
+    """Check a sweep file: every error one line (exit 2), or a summary of the runs it asks for."""
+    typer.echo(_load_sweep_or_exit(file).summary())
+
+
+@app.command("submit")
+def submit(
+    file: str = typer.Argument(..., help="sweep file (YAML or JSON)"),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)"),
+    optuna_storage: str = typer.Option(None, "--optuna-storage", help="RDB URL or journal file (search methods)"),
+    max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
+) -> None:
+    """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
+    import signal
+    import threading
+
+    sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
+    from study.coordinator import submit as submit_sweep
+    from study.progress import ProgressLine, summary_text
+
+    cancel = threading.Event()
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly; second: the default (abort)
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    with ProgressLine(sweep.metric.name) as progress:
+        summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
+                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel)
+    typer.echo(summary_text(summary, sweep.metric.name))
+    if summary.status == "KILLED":
+        raise typer.Exit(130)
 TRACKING_URI = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: ./mlflow.db)")
 
 
