@@ -107,6 +107,7 @@ def submit(
     address: str = typer.Option(None, "--address", help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)"),
     optuna_storage: str = typer.Option(None, "--optuna-storage", help="RDB URL or journal file (search methods)"),
     max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="summary.png beside runs >= 2 s (others: study figures)"),
 ) -> None:
     """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
     import signal
@@ -125,7 +126,7 @@ def submit(
     signal.signal(signal.SIGINT, on_interrupt)
     with ProgressLine(sweep.metric.name) as progress:
         summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
-                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel)
+                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel, figures=figures)
     typer.echo(summary_text(summary, sweep.metric.name))
     if summary.status == "KILLED":
         raise typer.Exit(130)
