@@ -107,6 +107,7 @@ def submit(
     address: str = typer.Option(None, "--address", help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)"),
     optuna_storage: str = typer.Option(None, "--optuna-storage", help="RDB URL or journal file (search methods)"),
     max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="summary.png beside runs >= 2 s (others: study figures)"),
 ) -> None:
     """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
     import signal
@@ -125,7 +126,7 @@ def submit(
     signal.signal(signal.SIGINT, on_interrupt)
     with ProgressLine(sweep.metric.name) as progress:
         summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
-                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel)
+                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel, figures=figures)
     typer.echo(summary_text(summary, sweep.metric.name))
     if summary.status == "KILLED":
         raise typer.Exit(130)
@@ -176,6 +177,7 @@ def results(
     fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet"),
     output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
     tracking_uri: str = TRACKING_URI,
+    plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
 ) -> None:
     """Aggregated results of a sweep: mean, std and count over seeds, with failure counts."""
     from study import results as results_module
@@ -190,6 +192,22 @@ def results(
     except KeyError as error:
         fail(f"--group-by/--metric: {error.args[0]}")
     _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
+    if plot:
+        _plot_results(table, sweep, plot, _split(group_by), _split(metric), output)
+
+
+def _plot_results(table: Any, sweep: str, axis: str, group_by: list[str], metrics: list[str], output: str | None) -> None:
+    """`results --plot AXIS`: the (first) metric's mean ± std against AXIS, one line per other group."""
+    from study.plots import to_png
+    from study.sweep_plots import metric_lines_figure
+
+    if axis not in group_by:
+        fail(f"--plot: got {axis!r}, expected one of the --group-by axes ({', '.join(group_by) or 'none given'})")
+    path = f"{output.rsplit('.', 1)[0]}.png" if output and not output.endswith(".png") else output
+    path = path or f"{sweep}_{metrics[0]}_by_{axis}.png"
+    with open(path, "wb") as handle:
+        handle.write(to_png(metric_lines_figure(table, axis, metrics[0], title=f"{sweep}: {metrics[0]} by {axis}")))
+    typer.echo(f"wrote {path}", err=True)
 
 
 @app.command()
@@ -216,6 +234,49 @@ def sweeps(tracking_uri: str = TRACKING_URI, fmt: str = typer.Option("table", "-
     from study import results as results_module
 
     _emit(results_module.list_sweeps(tracking_uri), fmt, None, "sweeps")
+
+
+@app.command()
+def report(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    output: str = typer.Option(None, "-o", "--output", help="directory for index.html and its PNGs (default report-SWEEP)"),
+    metric: str = typer.Option("root_error", "--metric", help="result field for the table, heatmaps and extremes"),
+    x: str = typer.Option("T", "--x", help="heatmap x axis"),
+    y: str = typer.Option("kappa", "--y", help="heatmap y axis"),
+    panel: str = typer.Option("n", "--panel", help="one heatmap panel per value of this parameter"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """An HTML report of a sweep (with PNGs), also logged on the sweep's parent run under report/."""
+    from study import report as report_module
+    from study.results import SweepNotFound
+
+    try:
+        made = report_module.build_report(sweep, output or f"report-{sweep}", metric, x, y, panel, tracking_uri)
+    except SweepNotFound as error:
+        fail(str(error))
+    except KeyError as error:
+        fail(str(error.args[0]))
+    typer.echo(f"wrote {made.index} ({len(made.figures)} figures; {made.counts['done']} done, {made.counts['failed']} failed)")
+
+
+@app.command()
+def figures(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    full: bool = typer.Option(False, "--all", help="every per-run figure, not only summary.png"),
+    force: bool = typer.Option(False, "--force", help="re-render runs that already have figures"),
+    processes: int = typer.Option(2, "--processes", min=1, help="rendering processes (niced)"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """Give every child run of a sweep its figures/ artifacts (runs too quick to render them in the sweep)."""
+    from study.figure_stage import log_sweep_figures
+    from study.results import SweepNotFound
+
+    try:
+        stage = log_sweep_figures(sweep, tracking_uri, full=full, force=force, processes=processes)
+    except SweepNotFound as error:
+        fail(str(error))
+    typer.echo(f"{sweep}: figures logged for {stage.rendered} runs; {stage.skipped} had them; "
+               f"{stage.empty} with nothing to draw ({stage.runs} runs)")
 
 
 def main() -> None:  # pragma: no cover - `python -m study.cli`
