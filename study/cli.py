@@ -84,6 +84,28 @@ def run_one(
         raise typer.Exit(1)
 
 
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 in a container)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)"),
+    address: str = typer.Option(None, "--address", help="Ray cluster to run on (default: $RAY_ADDRESS, else local)"),
+    optuna_storage: str = typer.Option(None, "--optuna-storage", help="Optuna storage URL for search sweeps"),
+    max_in_flight: int = typer.Option(None, "--max-in-flight", help="runs in flight per sweep"),
+    insecure: bool = typer.Option(False, "--insecure", help="serve without a token (never on a shared network)"),
+) -> None:
+    """Serve sweeps over HTTP (token from $STUDY_API_TOKEN); resumes unfinished sweeps on start."""
+    from study.api import serve as run_service
+
+    try:
+        run_service(
+            host=host, port=port, tracking_uri=tracking_uri, ray_address=address,
+            optuna_storage=optuna_storage, insecure=insecure, max_in_flight=max_in_flight,
+        )
+    except StudyInputError as error:
+        fail(error.errors)
+
+
 def main() -> None:  # pragma: no cover - `python -m study.cli`
     app()
 
