@@ -314,27 +314,17 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
 
 def results_frame(sweep_id: str, group_by: list[str], metrics: list[str], tracking_uri: str | None):
-    """The table `study results` shows: one row per run, or aggregated over seeds when grouped."""
-    from study.results import aggregate, load_results
+    """The table `study results` shows: aggregated over seeds when grouped or given metrics, else one row per run."""
+    from study import results
 
-    frame = load_results(sweep_id, tracking_uri=tracking_uri)
-    if frame is None or len(frame) == 0:
-        raise HTTPException(404, f"sweep {sweep_id!r} has no runs in the tracking store")
+    try:
+        frame = results.load_results(sweep_id, tracking_uri=tracking_uri)
+    except results.SweepNotFound as error:
+        raise HTTPException(404, str(error)) from None
     missing = [key for key in [*group_by, *metrics] if key not in frame.columns]
     if missing:
-        raise StudyInputError([f"{key}: got {key!r}, expected a column of the results" for key in missing])
-    if group_by or metrics:
-        frame = aggregate(frame, group_by=group_by, metrics=metrics)
-    return _flat(frame)
-
-
-def _flat(frame):
-    """Plain columns for JSON/CSV: named index back to columns, ('root_error','mean') -> root_error_mean."""
-    if frame.index.names != [None]:
-        frame = frame.reset_index()
-    if getattr(frame.columns, "nlevels", 1) > 1:
-        frame.columns = ["_".join(str(p) for p in col if str(p)) for col in frame.columns]
-    return frame
+        raise StudyInputError([f"group_by/metric: got {key!r}, expected a column of the results" for key in missing])
+    return results.aggregate(frame, group_by, metrics) if group_by or metrics else frame
 
 
 def _connect_ray(address: str | None) -> None:

@@ -84,6 +84,105 @@ def run_one(
         raise typer.Exit(1)
 
 
+TRACKING_URI = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: ./mlflow.db)")
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _emit(frame: Any, fmt: str, output: str | None, title: str) -> None:
+    """Write a DataFrame as a rich table, CSV, JSON or Parquet (to stdout, or to -o FILE)."""
+    if fmt == "parquet":
+        if not output:
+            fail("--format parquet: got no -o FILE, expected an output file for binary output")
+        frame.to_parquet(output, index=False)
+    elif fmt in {"csv", "json"}:
+        text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=2)
+        if output:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            typer.echo(text)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for column in frame.columns:
+            table.add_column(str(column), justify="right")
+        for row in frame.itertuples(index=False):
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        Console(width=max(100, 14 * len(frame.columns))).print(table)
+        if output:
+            frame.to_csv(output, index=False)
+    if output:
+        typer.echo(f"wrote {output}", err=True)
+
+
+FORMATS = {"table", "csv", "json", "parquet"}
+SERVER = typer.Option(None, "--server", envvar="STUDY_SERVER", help="URL of a `study serve` service")
+
+
+@app.command()
+def results(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    group_by: str = typer.Option("", "--group-by", help="comma-separated parameters, e.g. T,kappa"),
+    metric: str = typer.Option("root_error", "--metric", help="comma-separated result fields"),
+    fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet"),
+    output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
+    tracking_uri: str = TRACKING_URI,
+    server: str = SERVER,
+) -> None:
+    """Aggregated results of a sweep: mean, std and count over seeds, with failure counts."""
+    from study import results as results_module
+
+    if fmt not in FORMATS:
+        fail(f"--format: got {fmt!r}, expected one of table, csv, json, parquet")
+    if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
+        from study.client import ServiceError, results_frame_from_server
+
+        try:
+            table = results_frame_from_server(server, sweep, _split(group_by), _split(metric))
+        except ServiceError as error:
+            fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+        return _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
+    try:
+        frame = results_module.load_results(sweep, tracking_uri)
+        table = results_module.aggregate(frame, _split(group_by), _split(metric))
+    except results_module.SweepNotFound as error:
+        fail(str(error))
+    except KeyError as error:
+        fail(f"--group-by/--metric: {error.args[0]}")
+    _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
+
+
+@app.command()
+def status(
+    sweep: str = typer.Argument(None, help="sweep name (all sweeps when absent)"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """Run counts by state, for one sweep or for every sweep."""
+    import pandas as pd
+
+    from study import results as results_module
+
+    names = [sweep] if sweep else list(results_module.list_sweeps(tracking_uri)["sweep"])
+    try:
+        rows = [results_module.sweep_status(name, tracking_uri) for name in names]
+    except results_module.SweepNotFound as error:
+        fail(str(error))
+    _emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "other"]), "table", None, "sweeps")
+
+
+@app.command()
+def sweeps(tracking_uri: str = TRACKING_URI, fmt: str = typer.Option("table", "--format")) -> None:
+    """List every sweep in the tracking store."""
+    from study import results as results_module
+
+    _emit(results_module.list_sweeps(tracking_uri), fmt, None, "sweeps")
+
+
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 in a container)"),

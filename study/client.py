@@ -5,7 +5,6 @@ The token comes from $STUDY_API_TOKEN, as on the server.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -134,19 +133,9 @@ def submit_to_server(server: str, sweep_text: str, follow: bool = True, echo: Ca
     return 0 if final["state"] == "finished" else 1
 
 
-def results_from_server(
-    server: str, sweep_id: str, group_by: Sequence[str] = (), metrics: Sequence[str] = (), fmt: str = "table"
-) -> str:
-    """`study results --server URL SWEEP`: the same table the local command prints, read over HTTP."""
+def results_frame_from_server(server: str, sweep_id: str, group_by: Sequence[str] = (), metrics: Sequence[str] = ()):
+    """`study results --server URL SWEEP`: the table `study results` computes locally, read over HTTP."""
     import pandas as pd
 
     with StudyClient(server) as client:
-        if fmt == "csv":
-            return client.results(sweep_id, group_by, metrics, fmt="csv")
-        rows = client.results(sweep_id, group_by, metrics, fmt="json")
-    frame = pd.DataFrame(rows)
-    if fmt == "json":
-        return frame.to_json(orient="records", indent=2)
-    buffer = io.StringIO()
-    buffer.write(frame.to_string(index=False))
-    return buffer.getvalue()
+        return pd.DataFrame(client.results(sweep_id, group_by, metrics, fmt="json"))

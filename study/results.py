@@ -1,0 +1,138 @@
+"""Query MLflow into pandas and aggregate over seeds (design.md "What users see").
+
+Public face:
+    load_results(sweep, tracking_uri=None) -> DataFrame   one row per run point (latest attempt)
+    aggregate(frame, group_by, metrics) -> DataFrame      mean / std / count over seeds, failures
+    sweep_status(sweep, tracking_uri=None) -> dict        counts by state
+    list_sweeps(tracking_uri=None) -> DataFrame           every sweep in the store
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mlflow
+import pandas as pd
+
+SWEEP_TAG = "study.sweep_id"
+KIND_TAG = "study.kind"
+RUN_KEY_TAG = "study.run_key"
+REASON_TAG = "study.reason"
+
+
+class SweepNotFound(LookupError):
+    pass
+
+
+def _use(tracking_uri: str | None) -> None:
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parent_runs(tracking_uri: str | None = None, sweep: str | None = None) -> pd.DataFrame:
+    """The sweeps' parent runs (newest first), optionally of one sweep."""
+    _use(tracking_uri)
+    query = f"tags.`{KIND_TAG}` = 'sweep'"
+    if sweep is not None:
+        query += f" AND tags.`{SWEEP_TAG}` = {_quote(sweep)}"
+    return mlflow.search_runs(search_all_experiments=True, filter_string=query, order_by=["attributes.start_time DESC"])
+
+
+def load_results(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per run point of the sweep: parameters (typed), result metrics, status and reason.
+
+    When a point ran more than once (a failure re-run on resubmission), the FINISHED attempt wins,
+    else the latest one.
+    """
+    parents = parent_runs(tracking_uri, sweep)
+    if parents.empty:
+        raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
+    runs = mlflow.search_runs(
+        experiment_ids=sorted(set(parents["experiment_id"])),
+        filter_string=f"tags.`{SWEEP_TAG}` = {_quote(sweep)}",
+    )
+    runs = runs[~runs["run_id"].isin(parents["run_id"])]
+    if runs.empty:
+        return pd.DataFrame(columns=["run_id", "run_key", "status", "reason"])
+    runs = runs.assign(_finished=runs["status"].eq("FINISHED")).sort_values(["_finished", "end_time"])
+    runs = runs.drop_duplicates(subset=[f"tags.{RUN_KEY_TAG}"], keep="last").drop(columns="_finished")
+    frame = pd.DataFrame(
+        {
+            "run_id": runs["run_id"],
+            "run_key": runs[f"tags.{RUN_KEY_TAG}"],
+            "status": runs["status"],
+            "reason": runs.get(f"tags.{REASON_TAG}", pd.Series(index=runs.index, dtype=object)),
+        }
+    )
+    params = runs.filter(like="params.").rename(columns=lambda c: c.removeprefix("params."))
+    metrics = runs.filter(like="metrics.").rename(columns=lambda c: c.removeprefix("metrics."))
+    params = params.apply(_typed)
+    frame = pd.concat([frame, params, metrics.drop(columns=[c for c in metrics if c in params])], axis=1)
+    return frame.sort_values("run_key").reset_index(drop=True)
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """MLflow stores params as strings; give numbers back their type so grouping sorts numerically."""
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
+
+
+def aggregate(frame: pd.DataFrame, group_by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """mean, std and count over the remaining axes (the seeds) of FINISHED runs, plus failures per group."""
+    missing = [name for name in [*group_by, *metrics] if name not in frame.columns]
+    if missing:
+        available = sorted(c for c in frame.columns if c not in {"run_id", "run_key", "status", "reason"})
+        raise KeyError(f"unknown column(s) {', '.join(missing)}; available: {', '.join(available)}")
+    keys = list(group_by) or [lambda _: "all"]
+    finished = frame[frame["status"] == "FINISHED"]
+    table = finished.groupby(keys, dropna=False)[list(metrics)].agg(["mean", "std", "count"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    failed = frame["status"].ne("FINISHED").groupby([frame[k] for k in group_by] or [lambda _: "all"]).sum()
+    table = table.join(failed.rename("failed"), how="outer")
+    table["failed"] = table["failed"].fillna(0).astype(int)
+    for metric in metrics:
+        table[f"{metric}_count"] = table[f"{metric}_count"].fillna(0).astype(int)
+    return table.reset_index() if group_by else table.reset_index(drop=True)
+
+
+def sweep_status(sweep: str, tracking_uri: str | None = None) -> dict:
+    """The sweep's state and run counts by status."""
+    parents = parent_runs(tracking_uri, sweep)
+    if parents.empty:
+        raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
+    frame = load_results(sweep)
+    counts = frame["status"].value_counts().to_dict()
+    latest = parents.iloc[0]
+    return {
+        "sweep": sweep,
+        "state": latest["status"],
+        "experiment_id": latest["experiment_id"],
+        "parent_run_id": latest["run_id"],
+        "runs": int(len(frame)),
+        "finished": int(counts.get("FINISHED", 0)),
+        "failed": int(counts.get("FAILED", 0)),
+        "other": int(sum(v for k, v in counts.items() if k not in {"FINISHED", "FAILED"})),
+    }
+
+
+def list_sweeps(tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every sweep in the store: name, state, start time, experiment."""
+    parents = parent_runs(tracking_uri)
+    columns = ["sweep", "state", "start_time", "experiment_id", "parent_run_id"]
+    if parents.empty:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(
+        {
+            "sweep": parents[f"tags.{SWEEP_TAG}"],
+            "state": parents["status"],
+            "start_time": parents["start_time"],
+            "experiment_id": parents["experiment_id"],
+            "parent_run_id": parents["run_id"],
+        }
+    ).drop_duplicates("sweep")[columns].reset_index(drop=True)
