@@ -164,7 +164,7 @@ class SweepService:
             try:
                 with tempfile.TemporaryDirectory() as scratch:
                     path = client.download_artifacts(parent.info.run_id, SWEEP_ARTIFACT, scratch)
-                    sweep = load_sweep(Path(path).read_text())
+                    sweep = load_sweep(Path(path).read_text() + "\n")
             except Exception:  # noqa: BLE001 - one unreadable sweep must not stop the service
                 log.exception("cannot resume sweep run %s", parent.info.run_id)
                 continue
@@ -279,9 +279,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise StudyInputError(["body: got bytes that are not UTF-8, expected a YAML or JSON sweep file"])
         if not text.strip():
             raise StudyInputError(["body: got an empty body, expected a YAML or JSON sweep file"])
-        sweep = load_sweep(text)
+        # A trailing newline makes load_sweep read the body as text, never as a path on this host.
+        sweep = load_sweep(text if text.endswith("\n") else text + "\n")
         record = service.start(sweep)
-        return {"id": record.sweep_id, "state": record.state, "runs": len(sweep.expand())}
+        return {"id": record.sweep_id, "state": record.state, "runs": sweep.total_runs}
 
     @app.get("/sweeps", dependencies=authorized)
     def list_sweeps() -> list[dict[str, Any]]:

@@ -231,14 +231,32 @@ def _log_says(managed: Managed, text: str) -> bool:
     return text in managed.log_tail(100_000)
 
 
-def start_service(top: Topology) -> None:
+def start_study_serve(name: str, base: Path, tracking_uri: str, ray_address: str, token: str | None,
+                      optuna_storage: str | None = None, extra: list[str] = (), env: dict[str, str] | None = None) -> tuple[Managed, str]:
+    """`study serve` as a subprocess on a free loopback port; returns it and its base URL once healthy."""
     port = free_port()
-    argv = serve_command("127.0.0.1", port, top.mlflow_url, top.ray_address, top.database_url("optuna"))
-    env = {**ray_env(top), "STUDY_API_TOKEN": top.api_token, "PYTHONPATH": str(REPO)}
-    managed = launch("coordinator", argv, top.base, env=env)
+    argv = serve_command("127.0.0.1", port, tracking_uri, ray_address, optuna_storage or "")
+    if optuna_storage is None:
+        argv = argv[:-2]
+    full_env = {**(env or {}), "PYTHONPATH": str(REPO)}
+    if token is not None:
+        full_env["STUDY_API_TOKEN"] = token
+    managed = launch(name, [*argv, *extra], base, env=full_env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/healthz"), 90, "study serve", managed, poll_s=0.3)
+    except BaseException:
+        managed.stop()
+        raise
+    return managed, url
+
+
+def start_service(top: Topology) -> None:
+    managed, top.api_url = start_study_serve(
+        "coordinator", top.base, top.mlflow_url, top.ray_address, top.api_token, top.database_url("optuna"),
+        env=ray_env(top),
+    )
     top.processes.append(managed)
-    top.api_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{top.api_url}/healthz"), 90, "study serve", managed, poll_s=0.5)
 
 
 def start_topology(base: Path) -> Topology:
