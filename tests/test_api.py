@@ -1,11 +1,19 @@
-"""`study serve` over real HTTP on loopback: auth, size limit, validation, OpenAPI, no leaks.
-The service runs as a subprocess against the session's real local Ray and a SQLite MLflow store."""
+"""`study serve` over real HTTP on loopback: auth, size limit, validation, OpenAPI, no leaks, a full
+sweep and a cancel. The service runs as a subprocess against the session's real local Ray and a
+SQLite MLflow store; probe runs have known cost and closed-form values."""
 
 from __future__ import annotations
 
+import io
+import json
+import time
+
 import httpx
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+
+from study.client import StudyClient
 
 from study.errors import StudyInputError
 from study.spec import load_sweep
@@ -109,3 +117,62 @@ def test_serve_refuses_to_start_without_a_token(run_cli):
     assert result.stderr.strip().splitlines() == [
         "error: STUDY_API_TOKEN: got nothing, expected a bearer token in the environment (or --insecure)"
     ]
+
+
+def child_runs(tracking_uri: str, sweep: str, status: str | None = None) -> list:
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(sweep)
+    if experiment is None:
+        return []
+    query = "tags.`study.kind` = 'run'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment.experiment_id], query, max_results=5000)
+
+
+def wait_for(check, timeout_s: float, what: str):
+    return topology.wait_until(check, timeout_s, what, poll_s=0.2)
+
+
+def probe_sweep(name: str, seeds: int, work_s: float, xs: list[float] = (0.0,)) -> str:
+    return json.dumps({"name": name, "seeds": list(range(seeds)),
+                       "parameters": {"problem": "probe", "work_s": work_s, "x": list(xs)}})
+
+
+def test_full_sweep_through_the_api(service, run_cli):
+    client = StudyClient(service["url"], token=TOKEN)
+    accepted = client.submit(probe_sweep("api-full", seeds=2, work_s=0.05, xs=[0.0, 1.0, 3.0]))
+    assert accepted == {"id": "api-full", "state": "running", "runs": 6}
+    final = client.follow("api-full", poll_s=0.3, timeout_s=120)
+    assert final["state"] == "finished", final
+    assert final["total"] == 6 and final["failed"] == 0
+    assert "api-full" in [s["id"] for s in client.sweeps()]
+
+    rows = pd.DataFrame(client.results("api-full", group_by=["x"], metrics=["value"])).set_index("x")
+    assert sorted(rows.index) == [0.0, 1.0, 3.0]
+    for x, row in rows.iterrows():  # probe: value = (x-1)^2 + 0.01*seed over seeds {0, 1}
+        assert row["value_mean"] == pytest.approx((x - 1) ** 2 + 0.005, abs=1e-12)
+        assert row["value_std"] == pytest.approx(0.01 / 2**0.5, abs=1e-12)
+        assert row["value_count"] == 2 and row["failed"] == 0
+    csv = pd.read_csv(io.StringIO(client.results("api-full", ["x"], ["value"], fmt="csv"))).set_index("x")
+    pd.testing.assert_frame_equal(csv, rows, check_dtype=False, rtol=1e-12)
+    assert len(child_runs(service["tracking_uri"], "api-full", "FINISHED")) == 6
+
+    # `study results --server` prints what `study results` prints against the store itself.
+    args = ["api-full", "--group-by", "x", "--metric", "value", "--format", "json"]
+    over_http = run_cli("results", *args, "--server", service["url"], env={"STUDY_API_TOKEN": TOKEN})
+    direct = run_cli("results", *args, "--tracking-uri", service["tracking_uri"])
+    assert over_http.returncode == 0 and direct.returncode == 0, over_http.stderr + direct.stderr
+    pd.testing.assert_frame_equal(pd.read_json(io.StringIO(over_http.stdout)), pd.read_json(io.StringIO(direct.stdout)))
+
+
+def test_cancel_stops_the_remaining_runs_and_keeps_the_finished(service):
+    client = StudyClient(service["url"], token=TOKEN)
+    client.submit(probe_sweep("api-cancel", seeds=12, work_s=0.8))
+    wait_for(lambda: len(child_runs(service["tracking_uri"], "api-cancel", "FINISHED")) >= 2, 60, "two finished runs")
+    assert client.cancel("api-cancel")["state"] in ("cancelling", "cancelled")
+    final = client.follow("api-cancel", poll_s=0.2, timeout_s=60)
+    assert final["state"] == "cancelled", final
+    finished = len(child_runs(service["tracking_uri"], "api-cancel", "FINISHED"))
+    assert 2 <= finished < 12
+    time.sleep(2.0)  # longer than a run: nothing is still running in the background
+    assert len(child_runs(service["tracking_uri"], "api-cancel", "FINISHED")) == finished
+    assert len(child_runs(service["tracking_uri"], "api-cancel")) < 12

@@ -16,7 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +87,7 @@ class Managed:
     argv: list[str]
     process: subprocess.Popen
     log_path: Path
+    stop_signal: int = signal.SIGTERM  # ray start --block drains and stops its node on SIGTERM
     descendants: list[psutil.Process] = field(default_factory=list)
 
     def remember_descendants(self) -> None:
@@ -99,7 +102,7 @@ class Managed:
     def stop(self, grace_s: float = 20.0) -> None:
         self.remember_descendants()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # ray start --block drains and stops its node on SIGTERM
+            self.process.send_signal(self.stop_signal)
             try:
                 self.process.wait(grace_s)
             except subprocess.TimeoutExpired:
@@ -170,16 +173,19 @@ def start_postgres(top: Topology, pg_bin: Path) -> None:
     """initdb into a temp dir and run the server on a free loopback port (as `postgres` when root,
     since initdb refuses root), then create the databases with the compose init script."""
     user = "postgres" if os.geteuid() == 0 else None
-    pg_dir = top.base / "pg"
-    pg_dir.mkdir()
+    # A fresh directory right under /tmp: pytest's tmp_path sits in a root-only (0700) tree.
+    pg_dir = Path(tempfile.mkdtemp(prefix="study-pg-"))
+    top.scratch_dirs.append(pg_dir)
     if user:
         shutil.chown(pg_dir, user)
-        os.chmod(top.base, 0o755)
     data_dir, socket_dir = pg_dir / "data", pg_dir
-    subprocess.run([str(pg_bin / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "--no-sync"],
-                   check=True, capture_output=True, user=user, cwd=str(pg_dir))
+    initdb = subprocess.run([str(pg_bin / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "--no-sync"],
+                            capture_output=True, text=True, user=user, cwd=str(pg_dir))
+    if initdb.returncode != 0:
+        raise RuntimeError(f"initdb failed: {initdb.stderr.strip()}")
     top.pg_port = free_port()
     managed = launch("postgres", postgres_command(pg_bin, data_dir, top.pg_port, socket_dir), pg_dir, user=user)
+    managed.stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
     top.processes.append(managed)
     ready = [str(pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(top.pg_port), "-U", "postgres"]
     wait_until(lambda: subprocess.run(ready, capture_output=True).returncode == 0, 30, "postgres", managed)
@@ -187,14 +193,15 @@ def start_postgres(top: Topology, pg_bin: Path) -> None:
                     "-v", "ON_ERROR_STOP=1", "-q", "-f", str(INIT_SQL)], check=True, capture_output=True)
 
 
-def start_mlflow(top: Topology) -> None:
+def start_mlflow(top: Topology) -> Callable[[], None]:
+    """Launch `mlflow server` (it takes several seconds); returns the wait for it to be healthy."""
     port = free_port()
     artifacts = top.base / "mlartifacts"
     argv = mlflow_command(top.database_url("mlflow"), str(artifacts), "127.0.0.1", port, f"127.0.0.1:{port},localhost:{port}")
     managed = launch("mlflow", argv, top.base, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     top.processes.append(managed)
     top.mlflow_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: http_ok(f"{top.mlflow_url}/health"), 90, "mlflow server", managed, poll_s=0.5)
+    return lambda: wait_until(lambda: http_ok(f"{top.mlflow_url}/health"), 90, "mlflow server", managed, poll_s=0.5)
 
 
 def _node_ports() -> dict[str, int]:
@@ -221,9 +228,10 @@ def start_ray(top: Topology, num_cpus: int = 1) -> None:
     top.ray_address = f"127.0.0.1:{port}"
     head = launch("ray-head", ray_head_command(port, num_cpus, temp_dir, _node_ports()), top.base, env=ray_env(top))
     top.processes.append(head)
-    wait_until(lambda: _log_says(head, "Ray runtime started"), 60, "ray head", head)
+    # The second node retries until the head's GCS answers, so both start at once.
     worker = launch("ray-worker", ray_worker_command(top.ray_address, num_cpus, _node_ports()), top.base, env=ray_env(top))
     top.processes.append(worker)
+    wait_until(lambda: _log_says(head, "Ray runtime started"), 60, "ray head", head)
     wait_until(lambda: _log_says(worker, "Ray runtime started"), 60, "ray worker", worker)
 
 
@@ -267,8 +275,9 @@ def start_topology(base: Path) -> Topology:
     top = Topology(base=base, api_token=secrets.token_urlsafe(24))
     try:
         start_postgres(top, pg_bin)
-        start_mlflow(top)
+        wait_for_mlflow = start_mlflow(top)  # starts while the Ray nodes start
         start_ray(top)
+        wait_for_mlflow()
         start_service(top)
     except BaseException:
         top.stop()
