@@ -67,6 +67,7 @@ class SweepRecord:
         return {
             "id": self.sweep_id,
             "state": self.state,
+            "source": "service",
             **self.progress,
             "error": self.error,
             "resumed": self.resumed,
@@ -225,9 +226,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def lifespan(app: FastAPI):
         _connect_ray(config.ray_address)
         if config.resume:
-            resumed = service.resume_unfinished()
-            if resumed:
-                log.info("resumed sweeps: %s", ", ".join(resumed))
+            try:
+                resumed = service.resume_unfinished()
+                log.info("resumed sweeps: %s", ", ".join(resumed) or "none")
+            except Exception:  # noqa: BLE001 - a store that is down now must not keep the API down
+                log.exception("could not look for unfinished sweeps; none resumed")
         yield
 
     app = FastAPI(
@@ -286,14 +289,23 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.get("/sweeps", dependencies=authorized)
     def list_sweeps() -> list[dict[str, Any]]:
-        return [record.view() for record in service.all()]
+        """Sweeps this service runs or ran, then the others the tracking store knows."""
+        from study import results
+
+        views = [record.view() for record in service.all()]
+        known = {view["id"] for view in views}
+        stored = results.list_sweeps(config.tracking_uri)
+        for row in stored.itertuples(index=False):
+            if row.sweep not in known:
+                views.append({"id": row.sweep, "state": STORE_STATES.get(row.state, row.state.lower()), "source": "store"})
+        return views
 
     @app.get("/sweeps/{sweep_id}", dependencies=authorized)
     def sweep_status(sweep_id: str) -> dict[str, Any]:
         record = service.get(sweep_id)
-        if record is None:
-            raise HTTPException(404, f"sweep {sweep_id!r} is not known to this service")
-        return record.view()
+        if record is not None:
+            return record.view()
+        return stored_status(sweep_id, config.tracking_uri)
 
     @app.post("/sweeps/{sweep_id}/cancel", status_code=202, dependencies=authorized)
     def cancel_sweep(sweep_id: str) -> dict[str, Any]:
@@ -312,6 +324,22 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return Response(frame.to_json(orient="records", double_precision=15), media_type="application/json")
 
     return app
+
+
+# MLflow parent-run status -> the service's sweep states.
+STORE_STATES = {"RUNNING": "running", "FINISHED": "finished", "KILLED": "cancelled", "FAILED": "failed"}
+
+
+def stored_status(sweep_id: str, tracking_uri: str | None) -> dict[str, Any]:
+    """Status of a sweep this service is not running, from what MLflow records."""
+    from study import results
+
+    try:
+        status = results.sweep_status(sweep_id, tracking_uri)
+    except results.SweepNotFound:
+        raise HTTPException(404, f"sweep {sweep_id!r} is not known to this service or the tracking store") from None
+    return {"id": sweep_id, "state": STORE_STATES.get(status["state"], status["state"].lower()), "source": "store",
+            "total": status["runs"], "done": status["finished"], "failed": status["failed"]}
 
 
 def results_frame(sweep_id: str, group_by: list[str], metrics: list[str], tracking_uri: str | None):

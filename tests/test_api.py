@@ -176,3 +176,18 @@ def test_cancel_stops_the_remaining_runs_and_keeps_the_finished(service):
     time.sleep(2.0)  # longer than a run: nothing is still running in the background
     assert len(child_runs(service["tracking_uri"], "api-cancel", "FINISHED")) == finished
     assert len(child_runs(service["tracking_uri"], "api-cancel")) < 12
+
+
+def test_errors_inside_are_a_generic_500_and_insecure_mode_needs_no_token(ray_local, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    broken_store = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"  # under a file: cannot be created
+    address = ray_local.get_runtime_context().gcs_address
+    managed, url = topology.start_study_serve("serve-broken", tmp_path, broken_store, address, None, extra=["--insecure"])
+    try:
+        response = httpx.get(url + "/sweeps")  # no token: --insecure
+        assert response.status_code == 500
+        assert response.json() == {"detail": "internal server error"}
+        assert httpx.get(url + "/healthz").status_code == 200
+    finally:
+        managed.stop()
+    assert "Traceback" in managed.log_tail(100_000)  # the details go to the server's log only
