@@ -66,3 +66,119 @@ def rate(spectral_radius: float, T: int) -> float:
 def _same_length(a: Array, b: Array) -> None:
     if a.shape != b.shape:
         raise ValueError(f"schedules differ in length: {a.shape[0]} vs {b.shape[0]}")
+
+
+# --- Error curves (domain.md §8 E): float64, analytic, for any schedule ----------------------------
+
+
+def residual_polynomials(steps: ArrayLike, eigenvalues: ArrayLike, iterations: int | None = None) -> Array:
+    """P_t(λ_i) for t = 0..K (rows) of GD with steps γ_{t mod T} (K = iterations, default T).
+
+    A cumulative product over layers, so every prefix polynomial comes from one pass.
+    """
+    gammas = np.abs(np.asarray(steps, dtype=np.float64))
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    count = gammas.shape[0] if iterations is None else int(iterations)
+    periodic = gammas[np.arange(count) % gammas.shape[0]]
+    factors = 1.0 - np.multiply.outer(periodic, lam)  # (K, n)
+    return np.vstack([np.ones((1, lam.shape[0])), np.cumprod(factors, axis=0)])
+
+
+def error_curve(polynomials: ArrayLike, weights: ArrayLike) -> Array:
+    """Σ_i w_i P_t(λ_i)² for every row t: the expected squared error when E[e_0,i²] = w_i
+    in the eigenbasis. w_i = 1/n gives the DUGD MSE; sampled weights give an empirical curve."""
+    values = np.asarray(polynomials, dtype=np.float64)
+    return (values * values) @ np.asarray(weights, dtype=np.float64)
+
+
+def mse_curve(steps: ArrayLike, eigenvalues: ArrayLike, periods: int = 1) -> Array:
+    """(1/n) Σ_i P_t(λ_i)² for t = 0..periods·T: E‖x_t − x‖²/n from x_0 = 0, x ~ N(0, I)."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    count = periods * np.asarray(steps).shape[0]
+    return error_curve(residual_polynomials(steps, lam, count), np.full(lam.shape[0], 1.0 / lam.shape[0]))
+
+
+def momentum_polynomials(
+    eigenvalues: ArrayLike, steps: ArrayLike, momenta: ArrayLike, previous_factor: float = 1.0
+) -> Array:
+    """P_t(λ_i), t = 0..K, of e_{t+1} = e_t − a_t λ e_t + b_t (e_t − e_{t−1}) with e_{−1} = c·e_0.
+
+    Heavy ball: a_t = step, b_t = β. Chebyshev semi-iterative: a_t = ω_t η, b_t = ω_t − 1.
+    c = previous_factor: 1 when x_{−1} = x_0, 0 when x_{−1} = x* (CHGD_MSE.ipynb starts s_{−1} = 0 = x*).
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    a = np.asarray(steps, dtype=np.float64)
+    b = np.asarray(momenta, dtype=np.float64)
+    rows = [np.ones_like(lam)]
+    previous = np.full_like(lam, previous_factor)
+    for a_t, b_t in zip(a, b):
+        current = rows[-1]
+        rows.append(current - a_t * lam * current + b_t * (current - previous))
+        previous = current
+    return np.vstack(rows)
+
+
+def heavy_ball_polynomials(
+    eigenvalues: ArrayLike, step: float, momentum: float, iterations: int, previous_factor: float = 1.0
+) -> Array:
+    """Polyak heavy ball with constant (step, momentum), as momentum_polynomials."""
+    return momentum_polynomials(
+        eigenvalues, np.full(iterations, step), np.full(iterations, momentum), previous_factor
+    )
+
+
+# --- Per-layer descent (domain.md §8 F) --------------------------------------------------------------
+
+
+def descent_ratios(curve: ArrayLike) -> Array:
+    """r_t = √(MSE_t / MSE_{t−1}) for t = 1..T."""
+    values = np.asarray(curve, dtype=np.float64)
+    return np.sqrt(values[1:] / values[:-1])
+
+
+def ascending_layers(curve: ArrayLike, threshold: float = 1.0) -> int:
+    """Number of layers with r_t > threshold (1 − ε for a descent margin ε)."""
+    return int(np.sum(descent_ratios(curve) > threshold))
+
+
+def peak_intermediate_mse(curve: ArrayLike) -> float:
+    """max over the intermediate layers t = 1..T−1 of MSE_t (0 when T = 1: no intermediate layer)."""
+    values = np.asarray(curve, dtype=np.float64)
+    return float(np.max(values[1:-1])) if values.shape[0] > 2 else 0.0
+
+
+def contraction(curve: ArrayLike) -> float:
+    """Realised per-step contraction (MSE_T / MSE_0)^(1/(2T)) (domain.md §8 G)."""
+    values = np.asarray(curve, dtype=np.float64)
+    return float((values[-1] / values[0]) ** (1.0 / (2 * (values.shape[0] - 1))))
+
+
+# --- Ordering structure (domain.md §4.2 item 4, 5) ---------------------------------------------------
+
+
+def largest_step_position(steps: ArrayLike) -> int:
+    """Layer index (0-based) of the largest |γ_t|."""
+    return int(np.argmax(np.abs(np.asarray(steps, dtype=np.float64))))
+
+
+def zigzag_changes(steps: ArrayLike) -> int:
+    """Number of sign changes of Δγ_t: 0 for a monotone schedule, T−2 for a perfect zig-zag."""
+    signs = np.sign(np.diff(np.abs(np.asarray(steps, dtype=np.float64))))
+    signs = signs[signs != 0]
+    return int(np.sum(signs[1:] != signs[:-1]))
+
+
+def kendall_tau_increasing(steps: ArrayLike) -> float:
+    """Kendall τ of |γ_t| against layer order: +1 increasing (natural Chebyshev order), −1 decreasing."""
+    from scipy.stats import kendalltau
+
+    gammas = np.abs(np.asarray(steps, dtype=np.float64))
+    if gammas.shape[0] < 2:
+        return 0.0
+    tau = kendalltau(np.arange(gammas.shape[0]), gammas).statistic
+    return float(tau) if np.isfinite(tau) else 0.0
+
+
+def steps_above(steps: ArrayLike, limit: float) -> int:
+    """Count of |γ_t| > limit; with limit 2/λ_max these steps amplify the top modes locally."""
+    return int(np.sum(np.abs(np.asarray(steps, dtype=np.float64)) > limit))

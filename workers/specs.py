@@ -43,12 +43,19 @@ class DugdSpec(_MatrixProblem):
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     descent_eps: float | None = Field(None, ge=0.0, lt=1.0, description="descending constraints; off when absent")
+    # Descending-constraint training (workers/descending.py); used only when descent_eps is set.
+    dual_lr: float = Field(0.5, gt=0.0, le=1e3, description="dual ascent step eta_nu, once per epoch")
+    descent_noise: float = Field(0.0, ge=0.0, le=1e3, description="iterate noise scale in training, layers t < T")
+    descent_epochs: int = Field(60, ge=1, le=1_000_000, description="primal-dual epochs (dual step each)")
+    descent_batches_per_epoch: int = Field(10, ge=1, le=1_000_000, description="Adam steps per epoch")
 
 
 class ChgdSpec(_MatrixProblem):
     """Chebyshev-step GD against baselines, no training (domain.md §2.6)."""
 
     problem: Literal["chgd"] = "chgd"
+    m: int | None = Field(None, ge=2, le=100000,
+                          description="measurements; without m and kappa, 3n/2 (CHGD_MSE.ipynb's 300x450)")
     matrix_seed: int = Field(32, ge=0)
     T: int = Field(16, ge=1, le=1000)
     iterations: int = Field(100, ge=1, le=100000)
@@ -63,7 +70,25 @@ class PsorSpec(_Spec):
     T: int = Field(8, ge=1, le=1000)
     iterations: int = Field(25, ge=1, le=100000)
     omega: Literal["plain", "constant", "chebyshev", "learned"] = "chebyshev"
-    matrix_seed: int = Field(0, ge=0)
+    matrix_seed: int = Field(0, ge=0, description="instance seed (numpy default_rng)")
+    eval_samples: int = Field(8, ge=1, le=100000, description="x0 samples averaged in error curves")
+    x0_around: Literal["origin", "fixed_point"] = Field("origin", description="x0 = (0 or x*) + x0_scale·N(0, I)")
+    x0_scale: float = Field(1.0, gt=0.0, le=1e6, description="small with x0_around=fixed_point: the local regime")
+    # Jacobi (domain.md §5.4): P = MᵀM + I, M_ij ~ N(0, entry_std²).
+    entry_std: float = Field(0.03, gt=0.0, le=10.0)
+    rhs: Literal["zero", "gaussian"] = Field("zero", description="q = 0 (x* = 0, the notebook) or q ~ N(0, I)")
+    # ISTA on LASSO (domain.md §5.3): y = H̃x + noise, x planted sparse, H̃_ij ~ N(0, 1/m).
+    m: int | None = Field(None, ge=2, le=100000, description="ISTA measurements; n // 2 when absent")
+    sparsity: float = Field(0.1, gt=0.0, le=1.0, description="ISTA planted support fraction")
+    lam: float = Field(0.2, gt=0.0, le=1e6, description="LASSO weight; the ISTA threshold is beta * lam")
+    beta: float | None = Field(None, gt=0.0, le=1e6, description="ISTA step; 1 / lambda_max(H̃ᵀH̃) when absent")
+    noise_std: float = Field(0.0, ge=0.0, le=1e3, description="ISTA measurement noise")
+    # Learned omega (deep-unfolded PSOR, domain.md §5.5): incremental depth 1..train_depth, one Adam.
+    lr: float = Field(0.01, gt=0.0, le=1e3)
+    batch_size: int = Field(50, ge=1, le=100000)
+    steps_per_depth: int = Field(40, ge=1, le=1_000_000)
+    train_depth: int | None = Field(None, ge=1, le=100000, description="deepest trained network; T when absent")
+    omega_init: float = Field(1.0, gt=0.0, le=100.0)
 
 
 class ProbeSpec(_Spec):

@@ -1,0 +1,231 @@
+"""Training of deep-unfolded GD (domain.md §1): the authors' protocol in three modes.
+
+- `dense`: the full recursion x_{t+1} = x_t − |γ_t| H̃ᵀ(H̃x_t − y) on fresh x ~ N(0, I) per mini-batch,
+  loss nn.MSELoss()(x_g, x), as in DUGD_LMS_example.ipynb (row vectors, H = H̃ᵀ).
+- `eigen`: the same sampling in the eigenbasis: loss Σ_i P_g(λ_i)² w_i with w_i = mean_b z_bi²/n,
+  z ~ N(0, I_n). Σ_b z_bi² is χ²(batch_size), so w is drawn as χ²(B)/(B·n) directly: the same law as
+  the notebook's batch, without drawing B·n normals per step.
+- `expected`: the exact expected loss (1/n) Σ_i P_g(λ_i)² (an infinite batch). Torch eager costs
+  ~200 µs per Adam step here, so this mode runs a float64 numpy loop with the analytic gradient
+  and an Adam that mirrors torch.optim.Adam step for step (tests check it tracks torch's trajectory).
+
+Protocol (domain.md §1.4): generations g = 1..T of `batches_per_generation` Adam steps at depth g
+(`incremental`), or T such blocks at depth T (`full`). One Adam, created once and never reset, on one
+γ tensor: entries beyond the depth get zero gradient and keep their init; bias correction runs per
+tensor. init=random: γ_t ~ U[0.5, 1.5] / mean(λ), from `seed`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from workers.metrics import error_curve, residual_polynomials
+from workers.optimal import loss_and_gradient
+from workers.spectra import Problem
+
+Array = NDArray[np.float64]
+VALIDATION_SAMPLES = 10_000  # the fixed validation batch (its χ² weights), shared by every mode
+_BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults, as in the notebook
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The protocol knobs, shared by all three modes."""
+
+    T: int = 25
+    mode: Literal["dense", "eigen", "expected"] = "eigen"
+    training: Literal["incremental", "full"] = "incremental"
+    init: float | str = 0.3
+    lr: float = 0.002
+    batch_size: int = 200
+    batches_per_generation: int = 500
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> "TrainingConfig":
+        return cls(**{name: getattr(spec, name) for name in cls.__dataclass_fields__})
+
+    def depths(self) -> list[int]:
+        """Network depth of each generation."""
+        return list(range(1, self.T + 1)) if self.training == "incremental" else [self.T] * self.T
+
+
+@dataclass
+class Training:
+    """What training produced; per-generation arrays have one row per generation."""
+
+    gamma: Array  # raw trained parameter, layer order (the recursion uses |γ|)
+    gamma_by_generation: Array  # (generations, T)
+    validation_loss: Array  # fixed validation batch, at the generation's depth, float64
+    expected_loss: Array  # exact (1/n) Σ P_g², at the generation's depth
+    grad_norm: Array  # ‖∂loss/∂γ‖ at the generation's last step
+    adam_steps: int
+    device: str
+    dtype: str
+
+    @property
+    def steps(self) -> Array:
+        return np.abs(self.gamma)
+
+
+def initial_gamma(config: TrainingConfig, eigenvalues: Array) -> Array:
+    """Constant init, or init=random: U[0.5, 1.5] × 1/mean(λ) seeded by `seed`."""
+    if config.init == "random":
+        rng = np.random.default_rng([config.seed, 1])
+        return rng.uniform(0.5, 1.5, config.T) / float(np.mean(eigenvalues))
+    return np.full(config.T, float(config.init))
+
+
+def train(problem: Problem, config: TrainingConfig) -> Training:
+    """Run the protocol in `config.mode`; deterministic given (problem, config)."""
+    lam = problem.eigenvalues
+    n = lam.shape[0]
+    validation = np.random.default_rng([config.seed, 2]).chisquare(VALIDATION_SAMPLES, n) / (VALIDATION_SAMPLES * n)
+    exact = np.full(n, 1.0 / n)
+    gamma0 = initial_gamma(config, lam)
+    if config.mode == "expected":
+        gammas, grad_norms = _train_expected(lam, config, gamma0)
+        device, dtype = "cpu", "float64"
+    else:
+        gammas, grad_norms, device = _train_torch(problem, config, gamma0)
+        dtype = config.dtype
+    depths = config.depths()
+    validation_loss = np.array([error_curve(residual_polynomials(g[:d], lam), validation)[-1]
+                                for g, d in zip(gammas, depths)])
+    expected_loss = np.array([error_curve(residual_polynomials(g[:d], lam), exact)[-1]
+                              for g, d in zip(gammas, depths)])
+    return Training(
+        gamma=gammas[-1].copy(), gamma_by_generation=np.array(gammas), validation_loss=validation_loss,
+        expected_loss=expected_loss, grad_norm=np.array(grad_norms),
+        adam_steps=len(depths) * config.batches_per_generation, device=device, dtype=dtype,
+    )
+
+
+class NumpyAdam:
+    """torch.optim.Adam (no weight decay, no amsgrad) on one float64 vector, same operation order.
+
+    One step counter for the whole vector, as torch keeps per tensor. Only a prefix [:depth] is
+    updated: entries that have never had a gradient have zero moments, so torch leaves them unchanged.
+    """
+
+    def __init__(self, size: int, lr: float, betas: tuple[float, float] = _BETAS, eps: float = _EPS):
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.exp_avg = np.zeros(size)
+        self.exp_avg_sq = np.zeros(size)
+        self.step_count = 0
+
+    def step(self, param: Array, grad: Array) -> None:
+        """Update param[:len(grad)] in place."""
+        beta1, beta2 = self.betas
+        depth = grad.shape[0]
+        self.step_count += 1
+        exp_avg, exp_avg_sq = self.exp_avg[:depth], self.exp_avg_sq[:depth]
+        exp_avg += (1.0 - beta1) * (grad - exp_avg)  # torch: exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * grad * grad
+        step_size = self.lr / (1.0 - beta1**self.step_count)
+        denom = np.sqrt(exp_avg_sq) / math.sqrt(1.0 - beta2**self.step_count) + self.eps
+        param[:depth] -= step_size * exp_avg / denom
+
+
+def _train_expected(lam: Array, config: TrainingConfig, gamma0: Array) -> tuple[list[Array], list[float]]:
+    gamma = gamma0.astype(np.float64).copy()
+    weights = np.full(lam.shape[0], 1.0 / lam.shape[0])
+    adam = NumpyAdam(config.T, config.lr)
+    gammas, grad_norms = [], []
+    for depth in config.depths():
+        for _ in range(config.batches_per_generation):
+            _, grad = loss_and_gradient(gamma[:depth], lam, weights)
+            adam.step(gamma, grad)
+        gammas.append(gamma.copy())
+        grad_norms.append(float(np.linalg.norm(grad)))
+    return gammas, grad_norms
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` picks cuda when present; `cuda` without a GPU is an error, not a silent fallback."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: got 'cuda', expected a visible CUDA device (none found)")
+    return requested
+
+
+def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tuple[list[Array], list[float], str]:
+    import torch
+
+    device = resolve_device(config.device)
+    dtype = torch.float32 if config.dtype == "float32" else torch.float64
+    gamma = torch.nn.Parameter(torch.tensor(gamma0, dtype=dtype, device=device))
+    optimizer = torch.optim.Adam([gamma], lr=config.lr)  # created once, never reset
+    loss_at_depth = (_dense_loss if config.mode == "dense" else _eigen_loss)(problem, config, dtype, device)
+    gammas, grad_norms = [], []
+    threads = torch.get_num_threads()
+    if config.mode == "eigen" and device == "cpu":
+        torch.set_num_threads(1)  # an n×T product per step: intra-op threads only add sync overhead
+    try:
+        for generation, depth in enumerate(config.depths()):
+            batch_losses = loss_at_depth(generation, depth)
+            for batch in range(config.batches_per_generation):
+                optimizer.zero_grad()
+                loss = batch_losses(gamma, batch)
+                loss.backward()
+                optimizer.step()
+            gammas.append(gamma.detach().to("cpu", torch.float64).numpy().copy())
+            grad_norms.append(float(gamma.grad.norm()))
+    finally:
+        torch.set_num_threads(threads)
+    return gammas, grad_norms, device
+
+
+def _dense_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: str):
+    """Faithful to the notebook: fresh x ~ N(0, I) per batch, y = xH, s ← s − |γ_t|(sH − y)Hᵀ."""
+    import torch
+
+    h = torch.tensor(problem.factor().T, dtype=dtype, device=device)  # H (n×m), row-vector form
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    n = problem.n
+
+    def for_generation(generation: int, depth: int):
+        def batch_loss(gamma, batch: int):
+            x = torch.randn(config.batch_size, n, generator=generator, dtype=dtype, device=device)
+            y = x @ h
+            s = torch.zeros_like(x)
+            for t in range(depth):
+                s = s - gamma[t].abs() * ((s @ h - y) @ h.T)
+            return torch.nn.functional.mse_loss(s, x)
+
+        return batch_loss
+
+    return for_generation
+
+
+def _eigen_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: str):
+    """Σ_i w_i P_g(λ_i)² with w = χ²(B)/(B·n), drawn for a whole generation at once."""
+    import torch
+
+    lam = torch.tensor(problem.eigenvalues, dtype=dtype, device=device)
+    rng = np.random.default_rng([config.seed, 3])
+    scale = 1.0 / (config.batch_size * problem.n)
+
+    def for_generation(generation: int, depth: int):
+        draws = rng.chisquare(config.batch_size, (config.batches_per_generation, problem.n)) * scale
+        weights = torch.tensor(draws, dtype=dtype, device=device)
+        column = lam[:, None]
+
+        def batch_loss(gamma, batch: int):
+            poly = torch.prod(1.0 - column * gamma[:depth].abs(), dim=1)
+            return torch.dot(weights[batch], poly * poly)
+
+        return batch_loss
+
+    return for_generation

@@ -1,0 +1,197 @@
+"""run_dugd(spec) -> Result: train, then compare the learned steps with every reference (domain.md §4, §8).
+
+References: Chebyshev first-kind steps from the `edges` the spec selects (primary), from the MP edges
+(`_mp`), second-kind steps (`_second_kind`, domain.md §2.5) and the MSE-optimal steps of this spectrum
+(`_optimal`, L-BFGS). All curves and errors are float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workers import chebyshev as cheb
+from workers import metrics
+from workers.dugd import Training, TrainingConfig, train
+from workers.optimal import optimal_steps
+from workers.result import Result
+from workers.specs import DugdSpec
+from workers.spectra import Problem, build_problem
+from workers.unrolling import curse_of_unrolling
+
+EMPIRICAL_SEED_STREAM = 4  # eval samples come from default_rng([seed, 4]), apart from training draws
+
+
+def run_dugd(spec: DugdSpec) -> Result:
+    problem = build_problem(spec)
+    if spec.descent_eps is not None:
+        return _run_descending(problem, spec)
+    config = TrainingConfig.from_spec(spec)
+    training = train(problem, config)
+    scalars, series = compare(problem, training.steps, spec.T)
+    series["mse_curve_empirical"] = empirical_mse_curve(problem, training.steps, spec, training.device)
+    scalars["mse_empirical"] = series["mse_curve_empirical"][-1]
+    _add_training(scalars, series, training)
+    info = {
+        **problem.facts(),
+        "mode": spec.mode,
+        "training": spec.training,
+        "dtype": training.dtype,
+        "device": training.device,
+        "optimizer_reset": False,
+        "adam_steps": training.adam_steps,
+    }
+    if spec.mode == "eigen":
+        info["eigen_sampling"] = "chi-square weights"
+    return Result(params={}, scalars=scalars, series=series, info=info)
+
+
+def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Every tracking, operator, curve, descent and ordering metric of a learned schedule."""
+    lam = problem.eigenvalues
+    low, high = problem.reference_edges
+    kappa = high / low
+    references = {
+        "": cheb.chebyshev_steps(low, high, T),
+        "_mp": cheb.chebyshev_steps(problem.mp_lower, problem.mp_upper, T),
+        "_second_kind": cheb.second_kind_steps(low, high, T),
+        "_optimal": optimal_steps(lam, T, edges=(problem.lambda_min, problem.lambda_max)),
+    }
+    scalars: dict[str, float] = {
+        "lambda_min": problem.lambda_min,
+        "lambda_max": problem.lambda_max,
+        "kappa_realized": problem.kappa_realized,
+        "mp_lower": problem.mp_lower,
+        "mp_upper": problem.mp_upper,
+        "kappa_mp": problem.kappa_mp,
+        "lambda_min_reference": low,
+        "lambda_max_reference": high,
+    }
+    for suffix, reference in references.items():
+        scalars[f"root_error{suffix}"] = metrics.root_error(steps, 1.0 / reference)
+        scalars[f"step_error{suffix}"] = metrics.step_error(steps, reference)
+        scalars[f"max_abs_log_ratio{suffix}"] = metrics.max_abs_log_ratio(steps, reference)
+
+    chebyshev_steps = references[""]
+    rho = metrics.rho(steps, lam)
+    rho_chebyshev = metrics.rho(chebyshev_steps, lam)
+    scalars.update(
+        rho=rho,
+        rho_sup=metrics.sup_on_interval(steps, problem.lambda_min, problem.lambda_max),
+        rho_chebyshev=rho_chebyshev,
+        rho_ratio=rho / rho_chebyshev,
+        chebyshev_bound=cheb.chebyshev_bound(kappa, T),
+        rate=metrics.rate(rho, T),
+        rate_chebyshev=metrics.rate(rho_chebyshev, T),
+        rate_bound=cheb.chebyshev_rate(kappa, T),
+        q=cheb.q_factor(kappa),
+        rate_constant=cheb.constant_step_rate(kappa),
+    )
+
+    gd_step = cheb.optimal_constant_step(problem.lambda_min, problem.lambda_max)
+    heavy_step, momentum = cheb.heavy_ball_parameters(problem.lambda_min, problem.lambda_max)
+    uniform = np.full(lam.shape[0], 1.0 / lam.shape[0])
+    curves = {
+        "mse_curve": metrics.mse_curve(steps, lam),
+        "mse_curve_gd": metrics.mse_curve(np.full(T, gd_step), lam),
+        "mse_curve_chebyshev": metrics.mse_curve(chebyshev_steps, lam),
+        "mse_curve_second_kind": metrics.mse_curve(references["_second_kind"], lam),
+        "mse_curve_optimal": metrics.mse_curve(references["_optimal"], lam),
+        # x_{−1} = x_0 = 0: the first heavy-ball step is a plain GD step
+        "mse_curve_heavy_ball": metrics.error_curve(
+            metrics.heavy_ball_polynomials(lam, heavy_step, momentum, T, previous_factor=1.0), uniform
+        ),
+    }
+    for name, curve in curves.items():
+        scalars[name.replace("_curve", "")] = float(curve[-1])
+    scalars["mse_ratio"] = scalars["mse"] / scalars["mse_chebyshev"]
+    scalars["optimality_gap"] = scalars["mse"] / scalars["mse_optimal"] - 1.0
+
+    mse = curves["mse_curve"]
+    ratios = metrics.descent_ratios(mse)
+    scalars.update(
+        max_descent_ratio=float(np.max(ratios)),
+        ascending_layers=float(metrics.ascending_layers(mse)),
+        peak_intermediate_mse=metrics.peak_intermediate_mse(mse),
+        contraction=metrics.contraction(mse),
+        largest_step_position=float(metrics.largest_step_position(steps)),
+        zigzag_changes=float(metrics.zigzag_changes(steps)),
+        kendall_tau=metrics.kendall_tau_increasing(steps),
+        steps_above_2_over_lambda_max=float(metrics.steps_above(steps, 2.0 / problem.lambda_max)),
+        largest_step_times_lambda_min=float(np.max(steps) * problem.lambda_min),
+    )
+    unrolling = _unrolling(steps, chebyshev_steps, problem)
+    scalars.update(unrolling["scalars"])
+    series = {
+        **unrolling["series"],
+        "learned_steps": steps,
+        "chebyshev_steps": chebyshev_steps,
+        "chebyshev_steps_mp": references["_mp"],
+        "second_kind_steps": references["_second_kind"],
+        "optimal_steps": references["_optimal"],
+        "log_ratios": metrics.log_ratios(steps, chebyshev_steps),
+        "descent_ratios": ratios,
+        **curves,
+    }
+    return scalars, {name: [float(v) for v in values] for name, values in series.items()}
+
+
+def empirical_mse_curve(problem: Problem, steps: np.ndarray, spec: DugdSpec, device: str) -> list[float]:
+    """MSE_t over `eval_samples` fresh x ~ N(0, I), t = 0..T, in float64 (domain.md §1.4 evaluation).
+
+    dense: the matrix recursion itself. eigen/expected: its exact eigenbasis equivalent,
+    Σ_i P_t(λ_i)² mean_b z_bi²/n, with Σ_b z_bi² drawn as χ²(eval_samples).
+    """
+    rng = np.random.default_rng([spec.seed, EMPIRICAL_SEED_STREAM])
+    if spec.mode != "dense":
+        n, samples = problem.n, spec.eval_samples
+        weights = rng.chisquare(samples, n) / (samples * n)
+        return [float(v) for v in metrics.error_curve(metrics.residual_polynomials(steps, problem.eigenvalues), weights)]
+    import torch
+
+    h = torch.tensor(problem.factor().T, dtype=torch.float64, device=device)
+    x = torch.tensor(rng.standard_normal((spec.eval_samples, problem.n)), dtype=torch.float64, device=device)
+    y = x @ h
+    s = torch.zeros_like(x)
+    curve = [float((x * x).mean())]
+    for gamma in steps:
+        s = s - float(gamma) * ((s @ h - y) @ h.T)
+        curve.append(float(((s - x) ** 2).mean()))
+    return curve
+
+
+def _add_training(scalars: dict[str, float], series: dict[str, list[float]], training: Training) -> None:
+    scalars["final_validation_loss"] = float(training.validation_loss[-1])
+    scalars["adam_steps"] = float(training.adam_steps)
+    series["validation_loss"] = training.validation_loss.tolist()
+    series["expected_loss"] = training.expected_loss.tolist()
+    series["grad_norm"] = training.grad_norm.tolist()
+    # γ at the end of every generation, row-major: entry g*T + t is layer t after generation g
+    series["learned_steps_by_generation"] = np.abs(training.gamma_by_generation).ravel().tolist()
+
+
+def _unrolling(steps: np.ndarray, chebyshev_steps: np.ndarray, problem: Problem) -> dict[str, dict]:
+    """Curse-of-unrolling metrics (domain.md §6) of the learned steps, and `_chebyshev` of the reference."""
+    edges = {"lambda_min": problem.lambda_min, "lambda_max": problem.lambda_max}
+    learned = curse_of_unrolling(steps, problem.eigenvalues, **edges)
+    reference = curse_of_unrolling(chebyshev_steps, problem.eigenvalues, **edges)
+    return {
+        "scalars": {**learned["scalars"], **{f"{k}_chebyshev": v for k, v in reference["scalars"].items()}},
+        "series": {**learned["series"], **{f"{k}_chebyshev": v for k, v in reference["series"].items()}},
+    }
+
+
+def _run_descending(problem: Problem, spec: DugdSpec) -> Result:
+    """Primal-dual training with descending constraints (domain.md §7.3), then the same comparison."""
+    from workers.descending import train_descending
+
+    outcome = train_descending(
+        problem.eigenvalues, T=spec.T, eps=spec.descent_eps, init=spec.init, lr=spec.lr,
+        batch_size=spec.batch_size, epochs=spec.descent_epochs, batches_per_epoch=spec.descent_batches_per_epoch,
+        dual_lr=spec.dual_lr, noise=spec.descent_noise, seed=spec.seed,
+    )
+    scalars, series = compare(problem, outcome.steps, spec.T)
+    extra_scalars, extra_series = outcome.result_fields()
+    scalars.update(extra_scalars)
+    series.update({k: v for k, v in extra_series.items() if k != "learned_steps"})
+    info = {**problem.facts(), "mode": "eigen", "training": "primal-dual", "dtype": "float64", "device": "cpu"}
+    return Result(params={}, scalars=scalars, series=series, info=info)
