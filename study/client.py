@@ -106,8 +106,11 @@ def progress_line(status: dict[str, Any]) -> str:
         parts.append(f"failed {status.get('failed', 0)}")
     if status.get("eta_s") is not None:
         parts.append(f"eta {status['eta_s']:.0f}s")
-    if status.get("best") not in (None, {}):
-        parts.append(f"best {status['best']}")
+    best = status.get("best")
+    if best is not None:
+        parts.append(f"best {best:.6g}" if isinstance(best, (int, float)) else f"best {best}")
+    if status.get("outage"):
+        parts.append(f"store outage: {status['outage']}")
     if status.get("error"):
         parts.append(f"error: {status['error']}")
     return "  ".join(parts)
@@ -129,7 +132,11 @@ def submit_to_server(server: str, sweep_text: str, follow: bool = True, echo: Ca
                 echo(line)
                 last[0] = line
 
-        final = client.follow(accepted["id"], on_update=show)
+        try:
+            final = client.follow(accepted["id"], on_update=show)
+        except KeyboardInterrupt:  # the sweep belongs to the service now: stop watching, not the sweep
+            echo(f"stopped following; {accepted['id']} keeps running on {server} (POST /sweeps/{accepted['id']}/cancel stops it)")
+            return 130
     return 0 if final["state"] == "finished" else 1
 
 

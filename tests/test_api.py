@@ -191,3 +191,18 @@ def test_errors_inside_are_a_generic_500_and_insecure_mode_needs_no_token(ray_lo
     finally:
         managed.stop()
     assert "Traceback" in managed.log_tail(100_000)  # the details go to the server's log only
+
+
+def test_study_submit_server_sends_and_follows(service, run_cli, tmp_path):
+    sweep_file = tmp_path / "cli.yaml"
+    sweep_file.write_text("name: api-cli\nseeds: [0, 1, 2]\nparameters:\n  problem: probe\n  work_s: 0.05\n")
+    result = run_cli("submit", "--server", service["url"], str(sweep_file), env={"STUDY_API_TOKEN": TOKEN})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"submitted api-cli (3 runs) to {service['url']}"
+    assert lines[-1].startswith("api-cli: finished  done 3/3")
+    assert len(child_runs(service["tracking_uri"], "api-cli", "FINISHED")) == 3
+
+    refused = run_cli("submit", "--server", service["url"], str(sweep_file), env={"STUDY_API_TOKEN": "wrong"})
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "error: missing or wrong bearer token"
