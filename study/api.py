@@ -34,6 +34,8 @@ TOKEN_ENV = "STUDY_API_TOKEN"
 MAX_BODY_BYTES = 1_000_000  # a sweep file is a few kB; this is generous and still bounded
 SWEEP_TAG_KIND = "study.kind"
 SWEEP_ARTIFACT = "sweep.yaml"
+# MLflow parent-run status (and SweepSummary.status) -> the service's sweep states.
+STORE_STATES = {"RUNNING": "running", "FINISHED": "finished", "KILLED": "cancelled", "FAILED": "failed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +126,9 @@ class SweepService:
                 cancel_event=record.cancel_event,
             )
             record.summary = _plain(summary)
-            record.state = "cancelled" if record.cancel_event.is_set() else "finished"
+            # The coordinator's verdict (FINISHED | KILLED | FAILED) wins over whether cancel was asked.
+            fallback = "cancelled" if record.cancel_event.is_set() else "finished"
+            record.state = STORE_STATES.get(getattr(summary, "status", ""), fallback)
         except Exception as error:  # noqa: BLE001 - reported on the sweep, logged with its traceback here
             log.exception("sweep %s failed", sweep.name)
             record.error = f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -324,10 +328,6 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return Response(frame.to_json(orient="records", double_precision=15), media_type="application/json")
 
     return app
-
-
-# MLflow parent-run status -> the service's sweep states.
-STORE_STATES = {"RUNNING": "running", "FINISHED": "finished", "KILLED": "cancelled", "FAILED": "failed"}
 
 
 def stored_status(sweep_id: str, tracking_uri: str | None) -> dict[str, Any]:
