@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -84,6 +85,69 @@ def run_one(
         raise typer.Exit(1)
 
 
+def _load_sweep_or_exit(file: str):
+    from study.spec import load_sweep
+
+    try:
+        return load_sweep(Path(file))
+    except StudyInputError as error:
+        fail(error.errors)
+
+
+def _call_server(server: str, call):
+    """Run a client call; the service's refusals become one-line errors (exit 2 for bad input)."""
+    import httpx
+
+    from study.client import ServiceError
+
+    try:
+        return call()
+    except ServiceError as error:
+        fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+    except httpx.HTTPError as error:
+        fail(f"--server: got {server!r}, expected a reachable study service ({type(error).__name__}: {error})", 1)
+
+
+@app.command("validate")
+def validate(file: str = typer.Argument(..., help="sweep file (YAML or JSON)")) -> None:
+    """Check a sweep file: every error one line (exit 2), or a summary of the runs it asks for."""
+    typer.echo(_load_sweep_or_exit(file).summary())
+
+
+@app.command("submit")
+def submit(
+    file: str = typer.Argument(..., help="sweep file (YAML or JSON)"),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)"),
+    optuna_storage: str = typer.Option(None, "--optuna-storage", help="RDB URL or journal file (search methods)"),
+    max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
+    server: str = typer.Option(None, "--server", envvar="STUDY_SERVER", help="send it to `study serve` at URL and follow it"),
+) -> None:
+    """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
+    import signal
+    import threading
+
+    sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
+    if server:  # the service runs it; token from $STUDY_API_TOKEN
+        from study.client import submit_to_server
+
+        raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
+    from study.coordinator import submit as submit_sweep
+    from study.progress import ProgressLine, summary_text
+
+    cancel = threading.Event()
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop cleanly; second: the default (abort)
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    with ProgressLine(sweep.metric.name) as progress:
+        summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
+                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel)
+    typer.echo(summary_text(summary, sweep.metric.name))
+    if summary.status == "KILLED":
+        raise typer.Exit(130)
 TRACKING_URI = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: ./mlflow.db)")
 
 
@@ -140,12 +204,9 @@ def results(
     if fmt not in FORMATS:
         fail(f"--format: got {fmt!r}, expected one of table, csv, json, parquet")
     if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
-        from study.client import ServiceError, results_frame_from_server
+        from study.client import results_frame_from_server
 
-        try:
-            table = results_frame_from_server(server, sweep, _split(group_by), _split(metric))
-        except ServiceError as error:
-            fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+        table = _call_server(server, lambda: results_frame_from_server(server, sweep, _split(group_by), _split(metric)))
         return _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
     try:
         frame = results_module.load_results(sweep, tracking_uri)

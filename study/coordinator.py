@@ -1,0 +1,359 @@
+"""Run a sweep on Ray: bounded in-flight tasks, chunking of short runs, per-run timeouts, resume by
+run key, cancel, and one background MLflow writer. `submit(sweep) -> SweepSummary`.
+
+Data flow: Sweep -> RunPoints -> Ray tasks calling workers.run.run -> plain records -> the writer
+(MLflow) and, for search methods, Optuna. This process is the only one that writes to either.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from study import tracking
+from study.spec import RunPoint, Sweep
+from study.writer import TrackingWriter, journaled_runs
+from workers.result import Result
+
+log = logging.getLogger(__name__)
+
+TARGET_CHUNK_S = 0.5  # runs shorter than this are grouped so per-task overhead stays negligible
+MAX_CHUNK = 256
+PROGRESS_EVERY_S = 0.2
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int
+    running: int
+    failed: int
+    skipped: int
+    eta_s: float | None
+    best: float | None
+    outage: str | None
+
+
+@dataclass
+class SweepSummary:
+    sweep: str
+    status: str  # FINISHED | KILLED | FAILED (the coordinator itself broke)
+    total: int
+    skipped: int
+    finished: int
+    failed: int
+    cancelled: int
+    wall_s: float
+    best: float | None = None
+    best_params: dict[str, Any] | None = None
+    outage: str | None = None
+    spool: str | None = None  # set when writes are still waiting in the spool
+    rejected_writes: list[str] = field(default_factory=list)
+    tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
+    compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
+    scheduled_s: float = 0.0  # until the last result came back (wall_s adds the final MLflow flush)
+
+
+@ray.remote
+def _run_chunk(specs: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """A Ray task: run each spec (failures come back as FAILED records, never as exceptions)."""
+    from workers.run import run
+
+    node = ray.get_runtime_context().get_node_id()
+    return node, [run(spec).as_record() for spec in specs]
+
+
+class GridSource:
+    """Grid points not yet finished, in file order."""
+
+    def __init__(self, points: list[RunPoint]):
+        self._pending = deque(points)
+
+    def next_points(self, capacity: int) -> list[RunPoint]:
+        return [self._pending.popleft() for _ in range(min(capacity, len(self._pending)))]
+
+    def observe(self, point: RunPoint, record: dict[str, Any]) -> None:
+        pass
+
+    def exhausted(self) -> bool:
+        return not self._pending
+
+    def remaining(self) -> int:
+        return len(self._pending)
+
+
+def submit(
+    sweep: Sweep,
+    *,
+    tracking_uri: str | None = None,
+    ray_address: str | None = None,
+    optuna_storage: str | None = None,
+    max_in_flight: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel_event: threading.Event | None = None,
+) -> SweepSummary:
+    """Run every run of the sweep not already FINISHED under it in MLflow; log each as a child run."""
+    return _Coordinator(sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event).run()
+
+
+class _Coordinator:
+    def __init__(self, sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event):
+        self.sweep: Sweep = sweep
+        self.uri = tracking.resolve_tracking_uri(tracking_uri)
+        self.ray_address = ray_address
+        self.optuna_storage = optuna_storage
+        self.max_in_flight = max_in_flight
+        self.on_progress = on_progress
+        self.cancel_event = cancel_event or threading.Event()
+        self.started = time.monotonic()
+        self.finished = self.failed = self.skipped = self.tasks = 0
+        self.compute_s = 0.0
+        self.best: float | None = None
+        self.best_params: dict[str, Any] | None = None
+        self.inflight: dict[ray.ObjectRef, tuple[list[RunPoint], float]] = {}
+        self.pending: deque[RunPoint] = deque()
+        self.mean_wall_s: float | None = None
+        self.last_progress = 0.0
+        self.startup_outage: str | None = None
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def _history(self) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+        try:
+            finished, attempts = tracking.sweep_history(self.sweep, self.uri)
+        except Exception as error:  # noqa: BLE001 - the store may be down; the writer will spool
+            self.startup_outage = f"could not read earlier runs ({type(error).__name__}); nothing skipped"
+            log.warning("tracking store unreachable at start: %s", error)
+            finished, attempts = {}, {}
+        # Runs waiting in a journal (spool) already finished: they are not lost, so do not run them again.
+        journaled, journaled_attempts = journaled_runs(self.sweep, self.uri)
+        for key, attempt in journaled_attempts.items():
+            attempts[key] = max(attempts.get(key, 0), attempt)
+        return {**finished, **journaled}, attempts
+
+    def _init_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        address = self.ray_address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+    def _slots(self) -> int:
+        resources = ray.cluster_resources()
+        wanted = self.sweep.resources
+        slots = [resources.get("CPU", 1) / wanted.num_cpus] if wanted.num_cpus else [resources.get("CPU", 1)]
+        if wanted.num_gpus:
+            slots.append(resources.get("GPU", 0) / wanted.num_gpus)
+        return max(1, int(min(slots)))
+
+    # --- main loop ----------------------------------------------------------------------------
+
+    def run(self) -> SweepSummary:
+        finished_before, self.attempts = self._history()
+        self.writer = TrackingWriter(self.sweep, self.uri)
+        self.writer.start_sweep()
+        self._init_ray()  # a Ray started here stays up for the process (later submits reuse it)
+        status = "FINISHED"
+        try:
+            self.slots = self._slots()
+            self.task_limit = self.max_in_flight or (self.slots if self.sweep.timeout_s else 2 * self.slots)
+            self.source = self._source(finished_before)
+            self._loop()
+            if self.cancel_event.is_set():
+                status = "KILLED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            self._cancel_inflight()
+            summary = self._finish(status)
+        return summary
+
+    def _source(self, finished_before: dict[str, dict[str, float]]):
+        metric = self.sweep.metric.name
+        if self.sweep.is_search:
+            from study.search import SearchSource, open_storage
+
+            storage = open_storage(self.uri, self.optuna_storage)
+            source = SearchSource(self.sweep, storage, finished_before, trials_in_flight=self.slots)
+            self.total = self.sweep.total_runs
+            self.skipped = min(self.total, source.trial_count() * len(self.sweep.seeds))
+            return source
+        points = self.sweep.expand()
+        todo = [p for p in points if p.run_key not in finished_before]
+        self.total, self.skipped = len(points), len(points) - len(todo)
+        for point in points:
+            if point.run_key in finished_before and metric in finished_before[point.run_key]:
+                self._consider_best(finished_before[point.run_key][metric], point.params)
+        return GridSource(todo)
+
+    def _loop(self) -> None:
+        self._report(force=True)
+        while not self.cancel_event.is_set():
+            self._schedule()
+            if not self.inflight:
+                if self.source.exhausted() and not self.pending:
+                    break
+                continue
+            refs = list(self.inflight)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=self._wait_s())
+            if ready:  # take everything else that is done too, without waiting
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in ready:
+                self._collect(ref)
+            self._expire_timeouts()
+            self._report()
+        self._report(force=True)
+
+    def _schedule(self) -> None:
+        while len(self.inflight) < self.task_limit:
+            size = self._chunk_size()
+            if len(self.pending) < size:
+                self.pending.extend(self.source.next_points((self.task_limit - len(self.inflight)) * size))
+                if not self.pending:
+                    return
+            chunk = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            options = {
+                "num_cpus": self.sweep.resources.num_cpus,
+                "num_gpus": self.sweep.resources.num_gpus,
+                "max_retries": self.sweep.max_retries,  # a worker that dies is retried ...
+                "retry_exceptions": False,  # ... an exception is not (runs never raise anyway)
+            }
+            ref = _run_chunk.options(**options).remote([point.params for point in chunk])
+            self.inflight[ref] = (chunk, time.monotonic())
+            self.tasks += 1
+
+    def _chunk_size(self) -> int:
+        """Group runs shorter than TARGET_CHUNK_S; near the end, spread what is left over the slots."""
+        if self.sweep.timeout_s or self.mean_wall_s is None:
+            return 1
+        size = int(TARGET_CHUNK_S / max(self.mean_wall_s, 1e-4))
+        left = len(self.pending) + getattr(self.source, "remaining", lambda: 10**9)()
+        return max(1, min(size, MAX_CHUNK, math.ceil(left / self.slots)))
+
+    def _wait_s(self) -> float:
+        if not self.sweep.timeout_s:
+            return PROGRESS_EVERY_S
+        oldest = min(start for _, start in self.inflight.values())
+        return max(0.001, min(PROGRESS_EVERY_S, oldest + self.sweep.timeout_s - time.monotonic()))
+
+    def _collect(self, ref: ray.ObjectRef) -> None:
+        chunk, _ = self.inflight.pop(ref)
+        try:
+            node, records = ray.get(ref)
+        except Exception as error:  # noqa: BLE001 - the worker died past max_retries, or similar
+            reason = f"task failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error) else ''}"
+            node, records = None, [_failed(point, reason) for point in chunk]
+        for point, record in zip(chunk, records):
+            self._record(point, record, node)
+
+    def _expire_timeouts(self) -> None:
+        limit = self.sweep.timeout_s
+        if not limit:
+            return
+        now = time.monotonic()
+        for ref, (chunk, start) in list(self.inflight.items()):
+            if now - start > limit:
+                ray.cancel(ref, force=True)
+                del self.inflight[ref]
+                for point in chunk:
+                    self._record(point, _failed(point, f"timeout after {limit:g} s"), None)
+
+    def _record(self, point: RunPoint, record: dict[str, Any], node: str | None) -> None:
+        attempt = self.attempts.get(point.run_key, 0) + 1
+        self.attempts[point.run_key] = attempt
+        self.writer.log_run(record, point.run_key, attempt=attempt, trial=point.trial, node=node)
+        self.source.observe(point, record)
+        wall = float(record.get("wall_s") or 0.0)
+        self.compute_s += wall
+        self.mean_wall_s = wall if self.mean_wall_s is None else 0.9 * self.mean_wall_s + 0.1 * wall
+        if record["status"] == "FINISHED":
+            self.finished += 1
+            value = record["scalars"].get(self.sweep.metric.name)
+            if value is not None and not self.sweep.is_search:
+                self._consider_best(value, point.params)
+        else:
+            self.failed += 1
+
+    def _consider_best(self, value: float, params: dict[str, Any]) -> None:
+        if not math.isfinite(value):
+            return
+        better = self.best is None or (value < self.best if self.sweep.metric.goal == "minimize" else value > self.best)
+        if better:  # name the point by what varies: the grid axes and the seed
+            self.best, self.best_params = value, {k: params[k] for k in [*self.sweep.axes, "seed"] if k in params}
+
+    def _cancel_inflight(self) -> None:
+        for ref in list(self.inflight):
+            ray.cancel(ref, force=True)  # a killed task writes nothing: no half-written child
+        self.inflight.clear()
+        self.pending.clear()
+
+    # --- reporting ---------------------------------------------------------------------------
+
+    def _running(self) -> int:
+        return sum(len(chunk) for chunk, _ in self.inflight.values())
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is None or (not force and now - self.last_progress < PROGRESS_EVERY_S):
+            return
+        self.last_progress = now
+        if self.sweep.is_search:
+            self.best, self.best_params = self.source.best()
+        done = self.finished + self.failed
+        remaining = self.total - self._skipped() - done
+        eta = remaining * (now - self.started) / done if done else None
+        outage = self.writer.outage or self.startup_outage
+        self.on_progress(Progress(self.total, done, self._running(), self.failed, self._skipped(), eta, self.best, outage))
+
+    def _skipped(self) -> int:
+        """Runs not run here: finished before, or (search) a new trial's point that already ran."""
+        return self.skipped + getattr(getattr(self, "source", None), "reused", 0)
+
+    def _finish(self, status: str) -> SweepSummary:
+        scheduled_s = time.monotonic() - self.started
+        if self.sweep.is_search and hasattr(self, "source"):
+            self.best, self.best_params = self.source.best()
+        skipped = self._skipped()
+        metrics = {"runs_finished": skipped + self.finished, "runs_failed": self.failed}
+        if self.best is not None:
+            metrics["best_" + self.sweep.metric.name] = self.best
+        self.writer.end_sweep(status, metrics)
+        outage = self.writer.outage
+        flushed = self.writer.close(timeout_s=float(os.environ.get("STUDY_FLUSH_TIMEOUT_S", "60")))
+        total = getattr(self, "total", 0)
+        return SweepSummary(
+            sweep=self.sweep.name,
+            status=status,
+            total=total,
+            skipped=skipped,
+            finished=self.finished,
+            failed=self.failed,
+            cancelled=max(0, total - skipped - self.finished - self.failed),
+            wall_s=time.monotonic() - self.started,
+            best=self.best,
+            best_params=self.best_params,
+            outage=None if flushed else (self.writer.outage or outage),
+            spool=None if flushed else str(self.writer.spool),
+            rejected_writes=list(self.writer.rejected),
+            tasks=self.tasks,
+            compute_s=self.compute_s,
+            scheduled_s=scheduled_s,
+        )
+
+
+def _failed(point: RunPoint, reason: str) -> dict[str, Any]:
+    return Result(params=point.params, status="FAILED", reason=reason).as_record()

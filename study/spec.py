@@ -1,0 +1,350 @@
+"""The sweep file: schema (pydantic), validation with one line per error, expansion into run points.
+
+A sweep file is YAML (or JSON) text:
+
+    name: dugd-grid
+    method: grid                      # grid | random | tpe | cmaes
+    metric: {name: root_error, goal: minimize}
+    seeds: [0, 1]                     # the replicate axis
+    parameters: {problem: dugd, n: [64, 128], T: 8, lr: {distribution: log_uniform, min: 1e-4, max: 0.1}}
+
+Every parameter value is checked against the problem's spec model (workers/specs.py), so a sweep
+with an error never reaches Ray or MLflow. Each run point gets a `run_key`: a hash of the canonical
+JSON of its fully validated spec (defaults filled), stable across processes and machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from study.errors import StudyInputError, describe_validation_error
+
+MAX_GRID_RUNS = 100_000
+SEARCH_METHODS = ("random", "tpe", "cmaes")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+_SCALAR = (bool, int, float, str)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Metric(_Strict):
+    name: str = Field("root_error", min_length=1, max_length=250)
+    goal: Literal["minimize", "maximize"] = "minimize"
+
+
+class Budget(_Strict):
+    trials: int = Field(ge=1, le=MAX_GRID_RUNS)
+
+
+class Resources(_Strict):
+    num_cpus: float = Field(1, ge=0, le=1024)
+    num_gpus: float = Field(0, ge=0, le=64)
+
+
+class Distribution(_Strict):
+    """A search-space entry: uniform / log_uniform / int_uniform over [min, max], or categorical values."""
+
+    distribution: Literal["uniform", "log_uniform", "int_uniform", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Distribution":
+        if self.distribution == "categorical":
+            if not self.values or self.min is not None or self.max is not None:
+                raise ValueError("categorical takes a non-empty `values` list and no min/max")
+            return self
+        if self.values is not None or self.min is None or self.max is None:
+            raise ValueError(f"{self.distribution} takes `min` and `max` and no values")
+        if not self.min < self.max:
+            raise ValueError(f"min < max (got min={self.min}, max={self.max})")
+        if self.distribution == "log_uniform" and self.min <= 0:
+            raise ValueError(f"log_uniform needs min > 0 (got min={self.min})")
+        if self.distribution == "int_uniform" and not (self.min.is_integer() and self.max.is_integer()):
+            raise ValueError(f"int_uniform needs integer min and max (got {self.min}, {self.max})")
+        return self
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One run: the fully validated spec (defaults filled) and its content hash."""
+
+    params: dict[str, Any]
+    run_key: str
+    trial: int | None = None
+
+
+class Sweep(_Strict):
+    name: str = Field(pattern=_NAME_PATTERN, description="safe identifier; the sweep id")
+    experiment: str | None = Field(None, min_length=1, max_length=250)
+    method: Literal["grid", "random", "tpe", "cmaes"] = "grid"
+    metric: Metric = Metric()
+    budget: Budget | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=10_000)
+    parameters: dict[str, Any] = Field(min_length=1)
+    resources: Resources = Resources()
+    max_retries: int = Field(2, ge=0, le=100)
+    timeout_s: float | None = Field(None, gt=0)
+    # The text the sweep was loaded from (logged as the parent run's sweep.yaml artifact).
+    _source_text: str = PrivateAttr("")
+
+    @property
+    def source_text(self) -> str:
+        return self._source_text or yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+    @property
+    def problem(self) -> str:
+        return str(self.parameters.get("problem", "dugd"))
+
+    @property
+    def is_search(self) -> bool:
+        return self.method in SEARCH_METHODS
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        return {k: v for k, v in self.parameters.items() if not isinstance(v, (list, dict))}
+
+    @property
+    def axes(self) -> dict[str, list[Any]]:
+        """Grid axes (grid method) or categorical choices (search methods), in file order."""
+        return {k: v for k, v in self.parameters.items() if isinstance(v, list)}
+
+    @property
+    def distributions(self) -> dict[str, Distribution]:
+        return {k: Distribution(**v) for k, v in self.parameters.items() if isinstance(v, dict)}
+
+    @property
+    def total_runs(self) -> int:
+        """Runs the sweep asks for: grid points x seeds, or trials x seeds for a search."""
+        if self.is_search:
+            return self.budget.trials * len(self.seeds)
+        return math.prod(len(v) for v in self.axes.values()) * len(self.seeds)
+
+    def point(self, params: dict[str, Any], seed: int, trial: int | None = None) -> RunPoint:
+        """Validate one parameter assignment (fixed values + chosen axis values) into a RunPoint."""
+        from workers.run import parse_spec
+
+        spec = parse_spec({**self.fixed, **params, "seed": seed})
+        dumped = spec.model_dump(mode="json")
+        return RunPoint(params=dumped, run_key=run_key(dumped), trial=trial)
+
+    def expand(self) -> list[RunPoint]:
+        """Every grid run: the product of the axes (file order), seeds innermost."""
+        if self.is_search:
+            raise ValueError(f"sweep {self.name!r} uses method {self.method}: its points come from the search")
+        keys = list(self.axes)
+        return [
+            self.point(dict(zip(keys, values)), seed)
+            for values in itertools.product(*self.axes.values())
+            for seed in self.seeds
+        ]
+
+    def summary(self) -> str:
+        axes = ", ".join(f"{k} ({len(v)})" for k, v in self.axes.items()) or "none"
+        lines = [f"sweep {self.name}: {self.method}, problem {self.problem}, experiment {self.experiment_name}"]
+        if self.is_search:
+            dists = ", ".join(f"{k} ({d.distribution})" for k, d in self.distributions.items()) or "none"
+            lines.append(f"{self.budget.trials} trials x {len(self.seeds)} seeds = {self.total_runs} runs")
+            lines.append(f"search space: {dists}; categorical: {axes}")
+        else:
+            lines.append(f"{self.total_runs} runs = grid {_grid_size(self.axes)} x {len(self.seeds)} seeds")
+            lines.append(f"axes: {axes}")
+        lines.append(f"metric: {self.metric.name} ({self.metric.goal})")
+        return "\n".join(lines)
+
+
+def run_key(params: dict[str, Any]) -> str:
+    """16 hex digits of sha256 over canonical JSON (sorted keys, no spaces) of a validated spec."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_sweep(source: str | os.PathLike[str]) -> Sweep:
+    """Load and validate a sweep file (a path, or YAML / JSON text). Raises StudyInputError with
+    every problem found, one line each: `key: got VALUE, expected ...`."""
+    text = _read(source)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise StudyInputError([f"sweep file: invalid YAML{where}: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise StudyInputError([f"sweep file: got {_short(data)}, expected a mapping of sweep settings"])
+    try:
+        sweep = Sweep.model_validate(data)
+    except ValidationError as error:
+        errors = [_explain_name(line) for line in describe_validation_error(error)]
+        # Report the parameters' errors too, so one pass over the file shows every problem.
+        if isinstance(data.get("parameters"), dict) and data["parameters"]:
+            method = data.get("method") if data.get("method") in SEARCH_METHODS else "grid"
+            lenient = Sweep.model_construct(parameters=data["parameters"], method=method, seeds=[0], budget=None)
+            errors += _check_parameters(lenient, full_points=False)
+        raise StudyInputError(errors) from None
+    sweep._source_text = text
+    errors = _check_method(sweep) + _check_parameters(sweep)
+    if errors:
+        raise StudyInputError(errors)
+    return sweep
+
+
+def _read(source: str | os.PathLike[str]) -> str:
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+    elif "\n" in source or source.lstrip().startswith("{"):
+        return source
+    else:
+        path = Path(source)
+        if not path.exists() and ":" in source:
+            return source  # a one-line YAML mapping such as "name: x"
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise StudyInputError([f"sweep file: got {str(path)!r}, expected a readable file ({error.strerror})"]) from None
+
+
+def _check_method(sweep: Sweep) -> list[str]:
+    errors = []
+    if sweep.is_search and sweep.budget is None:
+        errors.append(f"budget: missing, expected {{trials: N}} for method {sweep.method}")
+    if not sweep.is_search and sweep.budget is not None:
+        errors.append(f"budget: got {sweep.budget.model_dump()}, expected no budget for method grid")
+    if len(set(sweep.seeds)) != len(sweep.seeds):
+        errors.append(f"seeds: got {_short(sweep.seeds)}, expected distinct seeds")
+    if any(seed < 0 for seed in sweep.seeds):
+        errors.append(f"seeds: got {_short(sweep.seeds)}, expected integers >= 0")
+    return errors
+
+
+def _explain_name(line: str) -> str:
+    if line.startswith("name: got") and "pattern" in line:
+        return line.split(", expected")[0] + ", expected a safe identifier: letters, digits, '.', '_', '-', at most 100, starting with a letter or digit"
+    return line
+
+
+def _check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
+    """Check each parameter value against the problem's spec model, then (if each is fine) full points."""
+    from workers.specs import SPEC_CLASSES
+
+    problem = sweep.parameters.get("problem", "dugd")
+    if problem not in SPEC_CLASSES:
+        return [f"parameters.problem: got {_short(problem)}, expected one of {', '.join(SPEC_CLASSES)}"]
+    model = SPEC_CLASSES[problem]
+    errors: list[str] = []
+    for key, value in sweep.parameters.items():
+        prefix = f"parameters.{key}"
+        if key == "seed":
+            errors.append(f"{prefix}: got {_short(value)}, expected no `seed` parameter (use `seeds:`)")
+        elif key not in model.model_fields:
+            errors.append(f"{prefix}: unknown key (value {_short(value)}); {problem} takes {', '.join(model.model_fields)}")
+        elif key == "problem" and not isinstance(value, str):
+            errors.append(f"{prefix}: got {_short(value)}, expected one fixed problem name")
+        elif isinstance(value, dict):
+            errors += _check_distribution(sweep, model, key, value)
+        elif isinstance(value, list):
+            if not value:
+                errors.append(f"{prefix}: got [], expected a non-empty list of values")
+            for item in value:
+                errors += _check_value(model, problem, key, item)
+        else:
+            errors += _check_value(model, problem, key, value)
+    if errors or not full_points:
+        return errors
+    if not sweep.is_search:
+        size = _grid_size(sweep.axes) * len(sweep.seeds)
+        if size > MAX_GRID_RUNS:
+            return [f"parameters: got a grid of {size} runs, expected at most {MAX_GRID_RUNS} (split the sweep)"]
+    return _check_points(sweep)
+
+
+def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
+    prefix = f"parameters.{key}"
+    if isinstance(value, (list, dict)) or not (value is None or isinstance(value, _SCALAR)):
+        return [f"{prefix}: got {_short(value)}, expected a scalar value"]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{prefix}: got {value}, expected a finite number"]
+    try:
+        model(**{"problem": problem, key: value}) if key != "problem" else None
+    except ValidationError as error:
+        return [line for line in describe_validation_error(error, "parameters.") if line.startswith(prefix)]
+    return []
+
+
+def _check_distribution(sweep: Sweep, model: type, key: str, value: dict[str, Any]) -> list[str]:
+    prefix = f"parameters.{key}"
+    if not sweep.is_search:
+        return [f"{prefix}: got a distribution {_short(value)}, expected a value or a list (distributions need method random, tpe or cmaes)"]
+    try:
+        dist = Distribution(**value)
+    except ValidationError as error:
+        return describe_validation_error(error, prefix + ".")
+    if dist.distribution == "categorical":
+        return [e for item in dist.values for e in _check_value(model, sweep.problem, key, item)]
+    annotation = str(model.model_fields[key].annotation)
+    if "int" not in annotation and "float" not in annotation:
+        return [f"{prefix}: got {dist.distribution}, expected categorical for a non-numeric parameter"]
+    if dist.distribution in ("uniform", "log_uniform") and "float" not in annotation:
+        return [f"{prefix}: got {dist.distribution}, expected int_uniform or categorical for an integer parameter"]
+    # Both ends must be valid values of the field, so every sample is.
+    cast = int if dist.distribution == "int_uniform" else float
+    return [e for end in (dist.min, dist.max) for e in _check_value(model, sweep.problem, key, cast(end))]
+
+
+def _check_points(sweep: Sweep) -> list[str]:
+    """Cross-field checks: validate full points (every grid point, or one corner for searches)."""
+    if sweep.is_search:
+        corner = {k: v[0] for k, v in sweep.axes.items()}
+        for key, dist in sweep.distributions.items():
+            corner[key] = dist.values[0] if dist.values else (int(dist.min) if dist.distribution == "int_uniform" else dist.min)
+        combos = [corner]
+    else:
+        keys = list(sweep.axes)
+        combos = (dict(zip(keys, values)) for values in itertools.product(*sweep.axes.values()))
+    from workers.run import parse_spec
+
+    errors: list[str] = []
+    for combo in combos:
+        try:
+            parse_spec({**sweep.fixed, **combo, "seed": sweep.seeds[0]})
+        except ValidationError as error:
+            errors += [f"{line} (at {_short(combo)})" for line in describe_validation_error(error, "parameters.")]
+            if len(errors) >= 20:
+                break
+    return list(dict.fromkeys(errors))
+
+
+def _grid_size(axes: dict[str, list[Any]]) -> int:
+    return math.prod(len(v) for v in axes.values())
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Flatten nested mappings into dotted keys with string values (for MLflow params)."""
+    if isinstance(data, dict):
+        out: dict[str, str] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(data) if isinstance(data, list) else str(data)}

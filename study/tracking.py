@@ -1,0 +1,251 @@
+"""MLflow conventions (design.md "MLflow conventions"): one experiment and one parent run per sweep,
+one child run per run, found again by tags. The coordinator is the only writer; it writes through
+study.writer.TrackingWriter, which calls the `apply_*` functions here from one background thread.
+
+Tags on the parent: study.sweep_id (= sweep name), study.kind = sweep, study.method.
+Tags on a child: mlflow.parentRunId, study.sweep_id, study.kind = run, study.run_key, study.problem,
+study.attempt, study.node, and study.trial / study.reason when they apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, Run
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from workers.result import Result
+
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+TAG_SWEEP_ID = "study.sweep_id"
+TAG_KIND = "study.kind"
+TAG_METHOD = "study.method"
+TAG_RUN_KEY = "study.run_key"
+TAG_PROBLEM = "study.problem"
+TAG_REASON = "study.reason"
+TAG_TRIAL = "study.trial"
+TAG_NODE = "study.node"
+TAG_ATTEMPT = "study.attempt"
+KIND_SWEEP = "sweep"
+KIND_RUN = "run"
+SWEEP_FILE_ARTIFACT = "sweep.yaml"
+RESULT_ARTIFACT = "result.json"
+
+# MLflow's limits: log_batch takes <= 1000 entities, of which <= 100 params+tags; values are capped.
+_MAX_BATCH = 1000
+_MAX_PARAMS_PER_BATCH = 100
+_MAX_PARAM_VALUE = 6000
+_MAX_TAG_VALUE = 5000
+_MAX_REASON = 500
+_PAGE = 10_000
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default (sqlite:///<cwd>/mlflow.db)."""
+    return tracking_uri or mlflow.get_tracking_uri()
+
+
+def store_directory(tracking_uri: str) -> Path | None:
+    """The directory holding a SQLite store (None for servers and databases elsewhere)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "sqlite":
+        return None
+    path = tracking_uri.removeprefix("sqlite:///")
+    return Path(path if path.startswith("/") else Path.cwd() / path).parent
+
+
+def spool_path(sweep_name: str, tracking_uri: str) -> Path:
+    """Where writes wait while the store is unreachable: $STUDY_SPOOL_DIR or ~/.cache/study/spool,
+    one JSON-lines file per (sweep, store)."""
+    base = Path(os.environ.get("STUDY_SPOOL_DIR") or Path.home() / ".cache" / "study" / "spool")
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:8]
+    return base / f"{sweep_name}-{digest}.jsonl"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _clip(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- lookup -------------------------------------------------------------------------------------
+
+
+def experiment_id(client: MlflowClient, name: str, tracking_uri: str, create: bool = False) -> str | None:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    if not create:
+        return None
+    directory = store_directory(tracking_uri)
+    # Keep artifacts beside a SQLite store (MLflow would use ./mlruns of whatever the cwd is).
+    location = (directory / "mlruns").as_uri() if directory else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def sweep_runs(client: MlflowClient, exp_id: str, sweep_name: str, kind: str = KIND_RUN, status: str | None = None) -> Iterator[Run]:
+    """Every run of a sweep of one kind (and status), across pages."""
+    query = f"tags.`{TAG_SWEEP_ID}` = '{sweep_name}' and tags.`{TAG_KIND}` = '{kind}'"
+    if status:
+        query += f" and attributes.status = '{status}'"
+    token = None
+    while True:
+        page = client.search_runs([exp_id], query, max_results=_PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def parent_run(sweep: Any, tracking_uri: str | None = None, client: MlflowClient | None = None) -> Run | None:
+    """The sweep's parent run (sweep: a Sweep or its name; the experiment defaults to the name)."""
+    name = getattr(sweep, "name", sweep)
+    experiment = getattr(sweep, "experiment_name", name)
+    uri = resolve_tracking_uri(tracking_uri)
+    client = client or MlflowClient(uri)
+    exp_id = experiment_id(client, experiment, uri)
+    if exp_id is None:
+        return None
+    runs = list(sweep_runs(client, exp_id, name, kind=KIND_SWEEP))
+    return min(runs, key=lambda run: run.info.start_time) if runs else None
+
+
+def finished_runs(sweep: Any, tracking_uri: str | None = None, client: MlflowClient | None = None) -> dict[str, dict[str, float]]:
+    """run_key -> metrics of every FINISHED child run of the sweep (resume skips these keys)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = client or MlflowClient(uri)
+    exp_id = experiment_id(client, sweep.experiment_name, uri)
+    if exp_id is None:
+        return {}
+    return {run.data.tags[TAG_RUN_KEY]: dict(run.data.metrics) for run in sweep_runs(client, exp_id, sweep.name, status="FINISHED")}
+
+
+def finished_run_keys(sweep: Any, tracking_uri: str | None = None) -> set[str]:
+    return set(finished_runs(sweep, tracking_uri))
+
+
+def sweep_history(sweep: Any, tracking_uri: str | None = None) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """One pass over a sweep's children: (run_key -> metrics of FINISHED runs, run_key -> runs logged)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    exp_id = experiment_id(client, sweep.experiment_name, uri)
+    finished: dict[str, dict[str, float]] = {}
+    attempts: dict[str, int] = {}
+    if exp_id is None:
+        return finished, attempts
+    for run in sweep_runs(client, exp_id, sweep.name):
+        key = run.data.tags.get(TAG_RUN_KEY, "")
+        attempts[key] = attempts.get(key, 0) + 1
+        if run.info.status == "FINISHED":
+            finished[key] = dict(run.data.metrics)
+    return finished, attempts
+
+
+# --- writes (called from the writer thread only) ----------------------------------------------
+
+
+def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str, Any]) -> tuple[str, str]:
+    """Find or create the experiment and the parent run; mark it RUNNING; log the sweep file.
+    Children a killed coordinator left RUNNING (created, never terminated) are marked FAILED."""
+    exp_id = experiment_id(client, command["experiment"], tracking_uri, create=True)
+    runs = list(sweep_runs(client, exp_id, command["sweep"], kind=KIND_SWEEP))
+    if runs:
+        parent_id = min(runs, key=lambda run: run.info.start_time).info.run_id
+        client.update_run(parent_id, status="RUNNING")
+        for orphan in sweep_runs(client, exp_id, command["sweep"], status="RUNNING"):
+            client.set_tag(orphan.info.run_id, TAG_REASON, "coordinator stopped while logging this run")
+            client.set_terminated(orphan.info.run_id, "FAILED")
+    else:
+        tags = {TAG_SWEEP_ID: command["sweep"], TAG_KIND: KIND_SWEEP, TAG_METHOD: command["method"], TAG_RUN_NAME: command["sweep"]}
+        parent_id = client.create_run(exp_id, start_time=command["time_ms"], tags=tags).info.run_id
+        params = [Param(key[:250], _clip(value, _MAX_PARAM_VALUE)) for key, value in command["params"].items()]
+        for start in range(0, len(params), _MAX_PARAMS_PER_BATCH):
+            client.log_batch(parent_id, params=params[start : start + _MAX_PARAMS_PER_BATCH])
+    client.log_text(parent_id, command["sweep_text"], SWEEP_FILE_ARTIFACT)
+    return exp_id, parent_id
+
+
+def apply_sweep_end(client: MlflowClient, parent_id: str, command: dict[str, Any]) -> None:
+    metrics = [Metric(key, float(value), command["time_ms"], 0) for key, value in command["metrics"].items()]
+    client.log_batch(parent_id, metrics=metrics)
+    client.set_terminated(parent_id, command["status"], end_time=command["time_ms"])
+
+
+def child_entities(command: dict[str, Any], parent_id: str) -> tuple[dict[str, str], list[Param], list[Metric]]:
+    """Tags, params and metrics of one child run, from a run command (see TrackingWriter.log_run)."""
+    record = command["record"]
+    params = record["params"]
+    tags = {
+        TAG_PARENT: parent_id,
+        TAG_SWEEP_ID: command["sweep"],
+        TAG_KIND: KIND_RUN,
+        TAG_RUN_KEY: command["run_key"],
+        TAG_PROBLEM: str(params.get("problem", "")),
+        TAG_ATTEMPT: str(command["attempt"]),
+        TAG_NODE: command.get("node") or "",
+        TAG_RUN_NAME: f"{params.get('problem', 'run')}-{command['run_key'][:8]}",
+    }
+    if command.get("trial") is not None:
+        tags[TAG_TRIAL] = str(command["trial"])
+    if record.get("reason"):
+        tags[TAG_REASON] = _clip(record["reason"], _MAX_REASON)
+    logged = {key: _clip(value, _MAX_PARAM_VALUE) for key, value in params.items()}
+    for key, value in (record.get("info") or {}).items():  # facts the run decided, beside the spec
+        logged.setdefault(key if key not in params else f"info.{key}", _clip(value, _MAX_PARAM_VALUE))
+    end = command["end_ms"]
+    metrics = [Metric(k, float(v), end, 0) for k, v in record["scalars"].items() if _finite(v)]
+    metrics.append(Metric("wall_s", float(record["wall_s"]), end, 0))
+    for name, values in (record.get("series") or {}).items():
+        metrics += [Metric(name, float(v), end, step) for step, v in enumerate(values) if _finite(v)]
+    return tags, [Param(k[:250], v) for k, v in logged.items()], metrics
+
+
+def apply_run(client: MlflowClient, tracking_uri: str, exp_id: str, parent_id: str, command: dict[str, Any]) -> str:
+    """Create, fill and terminate one child run in one go."""
+    tags, params, metrics = child_entities(command, parent_id)
+    run = client.create_run(exp_id, start_time=command["start_ms"], tags=tags)
+    run_id = run.info.run_id
+    for batch_params, batch_metrics in _batches(params, metrics):
+        client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
+    record = command["record"]
+    log_text_artifact(run.info.artifact_uri, tracking_uri, json.dumps(Result.from_dict(record).to_dict()), RESULT_ARTIFACT)
+    client.set_terminated(run_id, record["status"], end_time=command["end_ms"])
+    return run_id
+
+
+def log_text_artifact(artifact_uri: str, tracking_uri: str, text: str, name: str) -> None:
+    """client.log_text without its get_run round trip (we have the artifact URI from create_run)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / name
+        path.write_text(text)
+        get_artifact_repository(artifact_uri, tracking_uri=tracking_uri).log_artifact(str(path))
+
+
+def _batches(params: list[Param], metrics: list[Metric]) -> Iterator[tuple[list[Param], list[Metric]]]:
+    """Split into log_batch calls: <= 100 params and <= 1000 entities each."""
+    while params or metrics:
+        head, params = params[:_MAX_PARAMS_PER_BATCH], params[_MAX_PARAMS_PER_BATCH:]
+        room = _MAX_BATCH - len(head)
+        yield head, metrics[:room]
+        metrics = metrics[room:]
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return abs(float(value)) != float("inf") and float(value) == float(value)
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,133 @@
+"""MLflow writes on real stores: batching limits, pagination of lookups, and the spool replaying
+after an outage (a SQLite store whose directory is blocked, and an `mlflow server` started late)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from study import tracking
+from study.coordinator import submit
+from study.spec import load_sweep
+from study.writer import TrackingWriter, is_unreachable
+from workers.run import run
+
+
+@pytest.fixture(autouse=True)
+def _local_spool(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("STUDY_TRACKING_BACKOFF_MAX_S", "0.5")
+
+
+def children(uri: str, name: str):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    return list(tracking.sweep_runs(client, exp.experiment_id, name)) if exp else []
+
+
+def test_batches_respect_mlflow_limits():
+    params = [f"p{i}" for i in range(250)]
+    metrics = list(range(2500))
+    batches = list(tracking._batches(params, metrics))
+    assert all(len(p) <= 100 and len(p) + len(m) <= 1000 for p, m in batches)
+    assert [x for p, _ in batches for x in p] == params and [x for _, m in batches for x in m] == metrics
+
+
+def test_big_run_lands_whole_and_lookups_paginate(mlflow_uri, monkeypatch):
+    sweep = load_sweep("name: pages\nseeds: [0, 1, 2, 3]\nparameters: {problem: probe, x: [0, 1]}")
+    writer = TrackingWriter(sweep, mlflow_uri)
+    writer.start_sweep()
+    for index, point in enumerate(sweep.expand()):
+        record = run(point.params).as_record()
+        if index == 0:  # one run with a long curve and many info facts: several log_batch calls
+            record["series"]["curve"] = [0.5**k for k in range(2500)]
+            record["info"] = {f"fact{i}": i for i in range(150)}
+        writer.log_run(record, point.run_key)
+    writer.end_sweep("FINISHED", {"runs_finished": 8})
+    assert writer.close(60) and writer.rejected == []
+    monkeypatch.setattr(tracking, "_PAGE", 3)  # force several pages of search_runs
+    assert tracking.finished_run_keys(sweep, mlflow_uri) == {p.run_key for p in sweep.expand()}
+    first = next(r for r in children(mlflow_uri, "pages") if r.data.tags[tracking.TAG_RUN_KEY] == sweep.expand()[0].run_key)
+    history = MlflowClient(mlflow_uri).get_metric_history(first.info.run_id, "curve")
+    assert len(history) == 2500 and {m.step: m.value for m in history}[10] == 0.5**10
+    assert len([k for k in first.data.params if k.startswith("fact")]) == 150
+    assert tracking.parent_run(sweep, mlflow_uri).data.metrics["runs_finished"] == 8
+    assert not writer.spool.exists()
+
+
+def test_connection_errors_are_outages_and_rejections_are_not():
+    assert is_unreachable(ConnectionRefusedError(111, "Connection refused"))
+    wrapped = MlflowException("API request to http://127.0.0.1:1/api failed with exception: Max retries exceeded")
+    assert is_unreachable(wrapped)
+    assert not is_unreachable(MlflowException("Invalid value for parameter 'x'", error_code="INVALID_PARAMETER_VALUE"))
+
+
+def test_spool_replays_when_a_blocked_sqlite_store_comes_back(ray_local, tmp_path):
+    blocker = tmp_path / "store"
+    blocker.write_text("a file where the store's directory should be")
+    uri = f"sqlite:///{blocker / 'mlflow.db'}"
+    sweep = load_sweep("name: outage\nseeds: [0, 1]\nparameters: {problem: probe, work_s: 0.05, x: [0, 1, 2, 3, 4]}")
+    seen = []
+
+    def on_progress(progress):
+        seen.append(progress.outage)
+        if progress.outage and progress.done >= 4 and blocker.is_file():
+            blocker.unlink()  # the store becomes reachable again mid-sweep
+
+    summary = submit(sweep, tracking_uri=uri, on_progress=on_progress)
+    assert any(o and "unreachable" in o for o in seen), seen
+    assert summary.finished == 10 and summary.spool is None and summary.outage is None
+    runs = children(uri, "outage")
+    assert sorted(r.data.tags[tracking.TAG_RUN_KEY] for r in runs) == sorted(p.run_key for p in sweep.expand())
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert tracking.parent_run(sweep, uri).info.status == "FINISHED"
+    assert not list((tmp_path / "spool").glob("*.jsonl"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_spool_replays_when_the_tracking_server_starts_late(ray_local, tmp_path, monkeypatch):
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    sweep = load_sweep("name: late-server\nparameters: {problem: probe, x: [0, 1, 2, 3]}")
+    monkeypatch.setenv("STUDY_FLUSH_TIMEOUT_S", "0.5")
+    first = submit(sweep, tracking_uri=uri)  # the server is not there: everything waits in the spool
+    assert first.finished == 4 and first.spool and "unreachable" in first.outage
+    assert Path(first.spool).exists()
+
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        monkeypatch.setenv("STUDY_FLUSH_TIMEOUT_S", "60")
+        second = submit(sweep, tracking_uri=uri)  # replays the spool first; nothing re-runs
+        assert (second.skipped, second.finished, second.spool) == (4, 0, None)
+        runs = children(uri, "late-server")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        assert not Path(first.spool).exists()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
