@@ -201,7 +201,7 @@ def start_mlflow(top: Topology) -> Callable[[], None]:
     managed = launch("mlflow", argv, top.base, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     top.processes.append(managed)
     top.mlflow_url = f"http://127.0.0.1:{port}"
-    return lambda: wait_until(lambda: http_ok(f"{top.mlflow_url}/health"), 90, "mlflow server", managed, poll_s=0.5)
+    return lambda: wait_until(lambda: http_ok(f"{top.mlflow_url}/health"), 120, "mlflow server", managed, poll_s=0.5)
 
 
 def _node_ports() -> dict[str, int]:
@@ -228,11 +228,11 @@ def start_ray(top: Topology, num_cpus: int = 1) -> None:
     top.ray_address = f"127.0.0.1:{port}"
     head = launch("ray-head", ray_head_command(port, num_cpus, temp_dir, _node_ports()), top.base, env=ray_env(top))
     top.processes.append(head)
-    # The second node retries until the head's GCS answers, so both start at once.
+    wait_until(lambda: _log_says(head, "Ray runtime started"), 120, "ray head", head)
+    # Only now: a second node started with the head can give up before the head's GCS answers (seen at load 7).
     worker = launch("ray-worker", ray_worker_command(top.ray_address, num_cpus, _node_ports()), top.base, env=ray_env(top))
     top.processes.append(worker)
-    wait_until(lambda: _log_says(head, "Ray runtime started"), 60, "ray head", head)
-    wait_until(lambda: _log_says(worker, "Ray runtime started"), 60, "ray worker", worker)
+    wait_until(lambda: _log_says(worker, "Ray runtime started"), 120, "ray worker", worker)
 
 
 def _log_says(managed: Managed, text: str) -> bool:
@@ -252,7 +252,7 @@ def start_study_serve(name: str, base: Path, tracking_uri: str, ray_address: str
     managed = launch(name, [*argv, *extra], base, env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_ok(f"{url}/healthz"), 90, "study serve", managed, poll_s=0.3)
+        wait_until(lambda: http_ok(f"{url}/healthz"), 120, "study serve", managed, poll_s=0.3)
     except BaseException:
         managed.stop()
         raise
