@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def main() -> None:
     finally:
         managed.stop()
         ray.shutdown()
+        shutil.rmtree(base, ignore_errors=True)
 
     print(f"GET /healthz            median {health[0]:.2f} ms   p95 {health[1]:.2f} ms")
     print(f"GET /sweeps/{{id}}        median {status[0]:.2f} ms   p95 {status[1]:.2f} ms")
