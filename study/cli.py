@@ -94,6 +94,20 @@ def _load_sweep_or_exit(file: str):
         fail(error.errors)
 
 
+def _call_server(server: str, call):
+    """Run a client call; the service's refusals become one-line errors (exit 2 for bad input)."""
+    import httpx
+
+    from study.client import ServiceError
+
+    try:
+        return call()
+    except ServiceError as error:
+        fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+    except httpx.HTTPError as error:
+        fail(f"--server: got {server!r}, expected a reachable study service ({type(error).__name__}: {error})", 1)
+
+
 @app.command("validate")
 def validate(file: str = typer.Argument(..., help="sweep file (YAML or JSON)")) -> None:
     """Check a sweep file: every error one line (exit 2), or a summary of the runs it asks for."""
@@ -108,12 +122,17 @@ def submit(
     optuna_storage: str = typer.Option(None, "--optuna-storage", help="RDB URL or journal file (search methods)"),
     max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="summary.png beside runs >= 2 s (others: study figures)"),
+    server: str = typer.Option(None, "--server", envvar="STUDY_SERVER", help="send it to `study serve` at URL and follow it"),
 ) -> None:
     """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
     import signal
     import threading
 
     sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
+    if server:  # the service runs it; token from $STUDY_API_TOKEN
+        from study.client import submit_to_server
+
+        raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
 
@@ -167,6 +186,7 @@ def _emit(frame: Any, fmt: str, output: str | None, title: str) -> None:
 
 
 FORMATS = {"table", "csv", "json", "parquet"}
+SERVER = typer.Option(None, "--server", envvar="STUDY_SERVER", help="URL of a `study serve` service")
 
 
 @app.command()
@@ -178,12 +198,18 @@ def results(
     output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
     tracking_uri: str = TRACKING_URI,
     plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
+    server: str = SERVER,
 ) -> None:
     """Aggregated results of a sweep: mean, std and count over seeds, with failure counts."""
     from study import results as results_module
 
     if fmt not in FORMATS:
         fail(f"--format: got {fmt!r}, expected one of table, csv, json, parquet")
+    if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
+        from study.client import results_frame_from_server
+
+        table = _call_server(server, lambda: results_frame_from_server(server, sweep, _split(group_by), _split(metric)))
+        return _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
     try:
         frame = results_module.load_results(sweep, tracking_uri)
         table = results_module.aggregate(frame, _split(group_by), _split(metric))
@@ -277,6 +303,26 @@ def figures(
         fail(str(error))
     typer.echo(f"{sweep}: figures logged for {stage.rendered} runs; {stage.skipped} had them; "
                f"{stage.empty} with nothing to draw ({stage.runs} runs)")
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 in a container)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)"),
+    address: str = typer.Option(None, "--address", help="Ray cluster to run on (default: $RAY_ADDRESS, else local)"),
+    optuna_storage: str = typer.Option(None, "--optuna-storage", help="Optuna storage URL for search sweeps"),
+    max_in_flight: int = typer.Option(None, "--max-in-flight", help="runs in flight per sweep"),
+    insecure: bool = typer.Option(False, "--insecure", help="serve without a token (never on a shared network)"),
+) -> None:
+    """Serve sweeps over HTTP (token from $STUDY_API_TOKEN); resumes unfinished sweeps on start."""
+    from study.api import serve as run_service
+
+    try:
+        run_service(
+            host=host, port=port, tracking_uri=tracking_uri, ray_address=address,
+            optuna_storage=optuna_storage, insecure=insecure, max_in_flight=max_in_flight,
+        )
+    except StudyInputError as error:
+        fail(error.errors)
 
 
 def main() -> None:  # pragma: no cover - `python -m study.cli`
