@@ -292,3 +292,22 @@ def start_topology(base: Path) -> Topology:
         top.stop()
         raise
     return top
+
+
+# ---- helpers for tests that watch a sweep land in MLflow ---------------------------------------------
+
+
+def child_runs(tracking_uri: str, sweep: str, status: str | None = None) -> list:
+    """The sweep's child runs (optionally of one status), straight from the MLflow store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(sweep)
+    if experiment is None:
+        return []
+    query = "tags.`study.kind` = 'run'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment.experiment_id], query, max_results=5000)
+
+
+def wait_for(check, timeout_s: float, what: str):
+    return wait_until(check, timeout_s, what, poll_s=0.2)
