@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from study.errors import StudyInputError, describe_validation_error
+from study.errors import StudyInputError, describe_validation_error, key_text
 
 MAX_GRID_RUNS = 100_000
 # A sweep file is a few dozen values; these caps stop YAML alias bombs ("billion laughs") and
@@ -287,7 +287,7 @@ def _check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
     model = SPEC_CLASSES[problem]
     errors: list[str] = []
     for key, value in sweep.parameters.items():
-        prefix = f"parameters.{key}"
+        prefix = f"parameters.{key_text(key)}"
         if key == "seed":
             errors.append(f"{prefix}: got {_short(value)}, expected no `seed` parameter (use `seeds:`)")
         elif key not in model.model_fields:
@@ -313,7 +313,7 @@ def _check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
 
 
 def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
-    prefix = f"parameters.{key}"
+    prefix = f"parameters.{key_text(key)}"
     if isinstance(value, (list, dict)) or not (value is None or isinstance(value, _SCALAR)):
         return [f"{prefix}: got {_short(value)}, expected a scalar value"]
     if isinstance(value, float) and not math.isfinite(value):
@@ -326,7 +326,7 @@ def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
 
 
 def _check_distribution(sweep: Sweep, model: type, key: str, value: dict[str, Any]) -> list[str]:
-    prefix = f"parameters.{key}"
+    prefix = f"parameters.{key_text(key)}"
     if not sweep.is_search:
         return [f"{prefix}: got a distribution {_short(value)}, expected a value or a list (distributions need method random, tpe or cmaes)"]
     try:
