@@ -94,6 +94,20 @@ def _load_sweep_or_exit(file: str):
         fail(error.errors)
 
 
+def _call_server(server: str, call):
+    """Run a client call; the service's refusals become one-line errors (exit 2 for bad input)."""
+    import httpx
+
+    from study.client import ServiceError
+
+    try:
+        return call()
+    except ServiceError as error:
+        fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+    except httpx.HTTPError as error:
+        fail(f"--server: got {server!r}, expected a reachable study service ({type(error).__name__}: {error})", 1)
+
+
 @app.command("validate")
 def validate(file: str = typer.Argument(..., help="sweep file (YAML or JSON)")) -> None:
     """Check a sweep file: every error one line (exit 2), or a summary of the runs it asks for."""
@@ -107,12 +121,18 @@ def submit(
     address: str = typer.Option(None, "--address", help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)"),
     optuna_storage: str = typer.Option(None, "--optuna-storage", help="RDB URL or journal file (search methods)"),
     max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="summary.png beside runs >= 2 s (others: study figures)"),
+    server: str = typer.Option(None, "--server", envvar="STUDY_SERVER", help="send it to `study serve` at URL and follow it"),
 ) -> None:
     """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
     import signal
     import threading
 
     sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
+    if server:  # the service runs it; token from $STUDY_API_TOKEN
+        from study.client import submit_to_server
+
+        raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
 
@@ -125,7 +145,7 @@ def submit(
     signal.signal(signal.SIGINT, on_interrupt)
     with ProgressLine(sweep.metric.name) as progress:
         summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
-                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel)
+                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel, figures=figures)
     typer.echo(summary_text(summary, sweep.metric.name))
     if summary.status == "KILLED":
         raise typer.Exit(130)
@@ -155,7 +175,7 @@ def _emit(frame: Any, fmt: str, output: str | None, title: str) -> None:
 
         table = Table(title=title)
         for column in frame.columns:
-            table.add_column(str(column), justify="right")
+            table.add_column(str(column), justify="right", min_width=len(str(column)))
         for row in frame.itertuples(index=False):
             table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
         Console(width=max(100, 14 * len(frame.columns))).print(table)
@@ -166,6 +186,7 @@ def _emit(frame: Any, fmt: str, output: str | None, title: str) -> None:
 
 
 FORMATS = {"table", "csv", "json", "parquet"}
+SERVER = typer.Option(None, "--server", envvar="STUDY_SERVER", help="URL of a `study serve` service")
 
 
 @app.command()
@@ -176,12 +197,19 @@ def results(
     fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet"),
     output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
     tracking_uri: str = TRACKING_URI,
+    plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
+    server: str = SERVER,
 ) -> None:
     """Aggregated results of a sweep: mean, std and count over seeds, with failure counts."""
     from study import results as results_module
 
     if fmt not in FORMATS:
         fail(f"--format: got {fmt!r}, expected one of table, csv, json, parquet")
+    if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
+        from study.client import results_frame_from_server
+
+        table = _call_server(server, lambda: results_frame_from_server(server, sweep, _split(group_by), _split(metric)))
+        return _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
     try:
         frame = results_module.load_results(sweep, tracking_uri)
         table = results_module.aggregate(frame, _split(group_by), _split(metric))
@@ -190,6 +218,22 @@ def results(
     except KeyError as error:
         fail(f"--group-by/--metric: {error.args[0]}")
     _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
+    if plot:
+        _plot_results(table, sweep, plot, _split(group_by), _split(metric), output)
+
+
+def _plot_results(table: Any, sweep: str, axis: str, group_by: list[str], metrics: list[str], output: str | None) -> None:
+    """`results --plot AXIS`: the (first) metric's mean ± std against AXIS, one line per other group."""
+    from study.plots import to_png
+    from study.sweep_plots import metric_lines_figure
+
+    if axis not in group_by:
+        fail(f"--plot: got {axis!r}, expected one of the --group-by axes ({', '.join(group_by) or 'none given'})")
+    path = f"{output.rsplit('.', 1)[0]}.png" if output and not output.endswith(".png") else output
+    path = path or f"{sweep}_{metrics[0]}_by_{axis}.png"
+    with open(path, "wb") as handle:
+        handle.write(to_png(metric_lines_figure(table, axis, metrics[0], title=f"{sweep}: {metrics[0]} by {axis}")))
+    typer.echo(f"wrote {path}", err=True)
 
 
 @app.command()
@@ -216,6 +260,69 @@ def sweeps(tracking_uri: str = TRACKING_URI, fmt: str = typer.Option("table", "-
     from study import results as results_module
 
     _emit(results_module.list_sweeps(tracking_uri), fmt, None, "sweeps")
+
+
+@app.command()
+def report(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    output: str = typer.Option(None, "-o", "--output", help="directory for index.html and its PNGs (default report-SWEEP)"),
+    metric: str = typer.Option("root_error", "--metric", help="result field for the table, heatmaps and extremes"),
+    x: str = typer.Option("T", "--x", help="heatmap x axis"),
+    y: str = typer.Option("kappa", "--y", help="heatmap y axis"),
+    panel: str = typer.Option("n", "--panel", help="one heatmap panel per value of this parameter"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """An HTML report of a sweep (with PNGs), also logged on the sweep's parent run under report/."""
+    from study import report as report_module
+    from study.results import SweepNotFound
+
+    try:
+        made = report_module.build_report(sweep, output or f"report-{sweep}", metric, x, y, panel, tracking_uri)
+    except SweepNotFound as error:
+        fail(str(error))
+    except KeyError as error:
+        fail(str(error.args[0]))
+    typer.echo(f"wrote {made.index} ({len(made.figures)} figures; {made.counts['done']} done, {made.counts['failed']} failed)")
+
+
+@app.command()
+def figures(
+    sweep: str = typer.Argument(..., help="sweep name"),
+    full: bool = typer.Option(False, "--all", help="every per-run figure, not only summary.png"),
+    force: bool = typer.Option(False, "--force", help="re-render runs that already have figures"),
+    processes: int = typer.Option(2, "--processes", min=1, help="rendering processes (niced)"),
+    tracking_uri: str = TRACKING_URI,
+) -> None:
+    """Give every child run of a sweep its figures/ artifacts (runs too quick to render them in the sweep)."""
+    from study.figure_stage import log_sweep_figures
+    from study.results import SweepNotFound
+
+    try:
+        stage = log_sweep_figures(sweep, tracking_uri, full=full, force=force, processes=processes)
+    except SweepNotFound as error:
+        fail(str(error))
+    typer.echo(f"{sweep}: figures logged for {stage.rendered} runs; {stage.skipped} had them; "
+               f"{stage.empty} with nothing to draw ({stage.runs} runs)")
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind (0.0.0.0 in a container)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)"),
+    address: str = typer.Option(None, "--address", help="Ray cluster to run on (default: $RAY_ADDRESS, else local)"),
+    optuna_storage: str = typer.Option(None, "--optuna-storage", help="Optuna storage URL for search sweeps"),
+    max_in_flight: int = typer.Option(None, "--max-in-flight", help="runs in flight per sweep"),
+    insecure: bool = typer.Option(False, "--insecure", help="serve without a token (never on a shared network)"),
+) -> None:
+    """Serve sweeps over HTTP (token from $STUDY_API_TOKEN); resumes unfinished sweeps on start."""
+    from study.api import serve as run_service
+
+    try:
+        run_service(
+            host=host, port=port, tracking_uri=tracking_uri, ray_address=address,
+            optuna_storage=optuna_storage, insecure=insecure, max_in_flight=max_in_flight,
+        )
+    except StudyInputError as error:
+        fail(error.errors)
 
 
 def main() -> None:  # pragma: no cover - `python -m study.cli`

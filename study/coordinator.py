@@ -64,12 +64,23 @@ class SweepSummary:
 
 
 @ray.remote
-def _run_chunk(specs: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """A Ray task: run each spec (failures come back as FAILED records, never as exceptions)."""
+def _run_chunk(specs: list[dict[str, Any]], figures: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    """A Ray task: run each spec (failures come back as FAILED records, never as exceptions).
+    With `figures`, a record of a run long enough to afford it carries its summary.png (study.plots)."""
     from workers.run import run
 
     node = ray.get_runtime_context().get_node_id()
-    return node, [run(spec).as_record() for spec in specs]
+    records = [run(spec).as_record() for spec in specs]
+    if figures:
+        from study.figure_budget import worth_rendering
+
+        affordable = [record for record in records if worth_rendering(record)]
+        if affordable:  # import matplotlib only in tasks that draw
+            from study.plots import record_figures
+
+            for record in affordable:
+                record["figures"] = record_figures(record)
+    return node, records
 
 
 class GridSource:
@@ -100,14 +111,18 @@ def submit(
     max_in_flight: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     cancel_event: threading.Event | None = None,
+    figures: bool = True,
 ) -> SweepSummary:
     """Run every run of the sweep not already FINISHED under it in MLflow; log each as a child run."""
-    return _Coordinator(sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event).run()
+    return _Coordinator(sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event,
+                        figures).run()
 
 
 class _Coordinator:
-    def __init__(self, sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event):
+    def __init__(self, sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event,
+                 figures=True):
         self.sweep: Sweep = sweep
+        self.figures = figures
         self.uri = tracking.resolve_tracking_uri(tracking_uri)
         self.ray_address = ray_address
         self.optuna_storage = optuna_storage
@@ -232,7 +247,7 @@ class _Coordinator:
                 "max_retries": self.sweep.max_retries,  # a worker that dies is retried ...
                 "retry_exceptions": False,  # ... an exception is not (runs never raise anyway)
             }
-            ref = _run_chunk.options(**options).remote([point.params for point in chunk])
+            ref = _run_chunk.options(**options).remote([point.params for point in chunk], self.figures)
             self.inflight[ref] = (chunk, time.monotonic())
             self.tasks += 1
 

@@ -9,6 +9,7 @@ study.attempt, study.node, and study.trial / study.reason when they apply.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ KIND_SWEEP = "sweep"
 KIND_RUN = "run"
 SWEEP_FILE_ARTIFACT = "sweep.yaml"
 RESULT_ARTIFACT = "result.json"
+FIGURES_ARTIFACT_DIR = "figures"
 
 # MLflow's limits: log_batch takes <= 1000 entities, of which <= 100 params+tags; values are capped.
 _MAX_BATCH = 1000
@@ -221,8 +223,11 @@ def apply_run(client: MlflowClient, tracking_uri: str, exp_id: str, parent_id: s
     run_id = run.info.run_id
     for batch_params, batch_metrics in _batches(params, metrics):
         client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
-    record = command["record"]
+    record = dict(command["record"])
+    figures = record.pop("figures", None)  # base64 PNGs rendered in the Ray task (study.plots.record_figures)
     log_text_artifact(run.info.artifact_uri, tracking_uri, json.dumps(Result.from_dict(record).to_dict()), RESULT_ARTIFACT)
+    if figures:
+        log_figures(run.info.artifact_uri, tracking_uri, figures)
     client.set_terminated(run_id, record["status"], end_time=command["end_ms"])
     return run_id
 
@@ -233,6 +238,14 @@ def log_text_artifact(artifact_uri: str, tracking_uri: str, text: str, name: str
         path = Path(directory) / name
         path.write_text(text)
         get_artifact_repository(artifact_uri, tracking_uri=tracking_uri).log_artifact(str(path))
+
+
+def log_figures(artifact_uri: str, tracking_uri: str, encoded: dict[str, str]) -> None:
+    """A run's PNGs (base64 in the record, see study.plots.record_figures) under figures/, in one call."""
+    with tempfile.TemporaryDirectory() as directory:
+        for name, text in encoded.items():
+            (Path(directory) / name).write_bytes(base64.b64decode(text))
+        get_artifact_repository(artifact_uri, tracking_uri=tracking_uri).log_artifacts(directory, FIGURES_ARTIFACT_DIR)
 
 
 def _batches(params: list[Param], metrics: list[Metric]) -> Iterator[tuple[list[Param], list[Metric]]]:
