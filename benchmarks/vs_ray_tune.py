@@ -9,9 +9,10 @@
 Tune trials call workers.run.run. Tune logs less per run than we do (the scalars once, params; no
 curves, no result.json), so the comparison favours Tune. Prints wall times and the ratios.
 
-    .venv/bin/python benchmarks/vs_ray_tune.py                       # 500 short runs (~40 ms each)
+    .venv/bin/python benchmarks/vs_ray_tune.py                       # 500 short runs (~8-40 ms each)
     .venv/bin/python benchmarks/vs_ray_tune.py --runs 60             # a quick check
-    .venv/bin/python benchmarks/vs_ray_tune.py --long --runs 20      # runs of ~2 s each
+    .venv/bin/python benchmarks/vs_ray_tune.py --size medium         # 500 runs of ~70 ms
+    .venv/bin/python benchmarks/vs_ray_tune.py --size long           # 20 runs of ~2 s each
     .venv/bin/python benchmarks/vs_ray_tune.py --default-runs 100    # Tune defaults on fewer runs (per-run cost)
 Targets: ours / tune-best <= 0.12 (short runs), <= 1.0 (long runs); ours / sequential <= 0.55 on 2 slots.
 """
@@ -36,8 +37,12 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.g
 import yaml  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-SHORT = {"problem": "dugd", "mode": "expected", "n": 16, "T": 4, "batches_per_generation": 20, "eval_samples": 1000}
-LONG = {"problem": "dugd", "mode": "expected", "n": 300, "T": 25, "batches_per_generation": 500}
+# Compute per run on an idle core of this machine: short ~8 ms, medium ~70 ms, long ~1.7 s.
+SIZES = {
+    "short": {"problem": "dugd", "mode": "expected", "n": 16, "T": 4, "batches_per_generation": 20, "eval_samples": 1000},
+    "medium": {"problem": "dugd", "mode": "expected", "n": 64, "T": 16, "batches_per_generation": 200, "eval_samples": 1000},
+    "long": {"problem": "dugd", "mode": "expected", "n": 300, "T": 25, "batches_per_generation": 2500},
+}
 
 
 def sweep_text(name: str, fixed: dict, runs: int) -> str:
@@ -64,6 +69,8 @@ def ours(uri: str, name: str, fixed: dict, runs: int) -> None:
 
     summary = submit(load_sweep(sweep_text(name, fixed, runs)), tracking_uri=uri)
     assert summary.finished == runs, summary
+    print(f"  ours: results back after {summary.scheduled_s:.1f} s ({summary.tasks} tasks; runs' own compute "
+          f"{summary.compute_s:.1f} s), last child run in MLflow after {summary.wall_s:.1f} s", flush=True)
 
 
 def sequential(uri: str, name: str, fixed: dict, runs: int) -> None:
@@ -77,13 +84,19 @@ def sequential(uri: str, name: str, fixed: dict, runs: int) -> None:
     exp_id, parent_id = tracking.apply_sweep_start(client, uri, {
         "sweep": name, "experiment": name, "method": "grid", "params": flatten(sweep.model_dump(mode="json", exclude_none=True)),
         "sweep_text": sweep.source_text, "time_ms": tracking._now_ms()})
+    run_s = log_s = 0.0
     for point in sweep.expand():
         end_ms = tracking._now_ms()
+        started = time.perf_counter()
         record = run(point.params).as_record()
         assert record["status"] == "FINISHED", record["reason"]
+        ran = time.perf_counter()
         tracking.apply_run(client, uri, exp_id, parent_id, {
             "op": "run", "sweep": name, "run_key": point.run_key, "record": record, "attempt": 1, "trial": None,
             "node": None, "start_ms": end_ms, "end_ms": tracking._now_ms()})
+        run_s, log_s = run_s + ran - started, log_s + time.perf_counter() - ran
+    print(f"  sequential: {1000 * run_s / runs:.1f} ms per run computing, {1000 * log_s / runs:.1f} ms per run "
+          f"writing to MLflow", flush=True)
     tracking.apply_sweep_end(client, parent_id, {"status": "FINISHED", "metrics": {"runs_finished": runs}, "time_ms": tracking._now_ms()})
 
 
@@ -118,14 +131,14 @@ def tune_sweep(uri: str, name: str, fixed: dict, runs: int, storage: Path, best:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=None, help="sweep size (default 500 short, 20 long)")
-    parser.add_argument("--long", action="store_true", help="runs of ~2 s (n=300, T=25, expected mode)")
+    parser.add_argument("--runs", type=int, default=None, help="sweep size (default 500; 20 for --size long)")
+    parser.add_argument("--size", choices=list(SIZES), default="short", help="run size (see SIZES)")
     parser.add_argument("--default-runs", type=int, default=None, help="runs for Tune at its defaults (default: --runs; 0 skips)")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--only", action="append", choices=["ours", "tune-best", "tune-default", "sequential"])
     args = parser.parse_args()
-    fixed = LONG if args.long else SHORT
-    runs = args.runs or (20 if args.long else 500)
+    fixed = SIZES[args.size]
+    runs = args.runs or (20 if args.size == "long" else 500)
     default_runs = runs if args.default_runs is None else args.default_runs
     only = set(args.only or ["ours", "tune-best", "tune-default", "sequential"])
 
@@ -135,8 +148,8 @@ def main() -> None:
         directory = Path(scratch)
         os.environ.setdefault("STUDY_SPOOL_DIR", str(directory / "spool"))
         ray.init(num_cpus=args.slots, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        ours(fresh_store(directory, "warm-up"), "warm-up", SHORT, 2 * args.slots)  # start and warm the workers
-        print(f"{runs} {'long' if args.long else 'short'} DUGD runs ({fixed}), {args.slots} slots; "
+        ours(fresh_store(directory, "warm-up"), "warm-up", SIZES["short"], 2 * args.slots)  # start and warm the workers
+        print(f"{runs} {args.size} DUGD runs ({fixed}), {args.slots} slots; "
               f"load {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}", flush=True)
         walls: dict[str, tuple[float, int]] = {}
         if "ours" in only:
@@ -153,7 +166,7 @@ def main() -> None:
         print(f"{label:>13}: {wall:8.1f} s for {count} runs ({1000 * wall / count:7.1f} ms per run)", flush=True)
     if "ours" in walls:
         per_run = walls["ours"][0] / walls["ours"][1]
-        for label, target in [("tune-best", 1.0 if args.long else 0.12), ("tune-default", None), ("sequential", 0.55)]:
+        for label, target in [("tune-best", 1.0 if args.size == "long" else 0.12), ("tune-default", None), ("sequential", 0.55)]:
             if label in walls:
                 ratio = per_run / (walls[label][0] / walls[label][1])  # per run: tune-default may run fewer
                 note = f"target <= {target}: {'met' if ratio <= target else 'missed'}" if target else "no target"

@@ -97,6 +97,45 @@ def test_random_documents_validate_or_are_refused_in_one_line_each(document, use
     outcome(text)
 
 
+def _axis(values: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(values, st.lists(values, min_size=1, max_size=4))
+
+
+near_valid = st.fixed_dictionaries(
+    {
+        "name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True),
+        "parameters": st.one_of(
+            st.fixed_dictionaries({"problem": st.just("probe")}, optional={
+                "x": _axis(st.floats(-1e6, 1e6)), "work_s": _axis(st.sampled_from([0.0, 0.01])),
+                "fail": _axis(st.sampled_from(["none", "raise", "nan"]))}),
+            st.fixed_dictionaries({"problem": st.just("dugd")}, optional={
+                "n": _axis(st.integers(2, 400)), "T": _axis(st.integers(1, 40)), "kappa": _axis(st.floats(1.01, 1e4)),
+                "mode": _axis(st.sampled_from(["dense", "eigen", "expected"])), "lr": _axis(st.floats(1e-6, 10)),
+                "init": _axis(st.one_of(st.floats(0.01, 1.0), st.just("random"))), "spectrum": st.sampled_from(["gaussian", "mp", "uniform", "loguniform"])}),
+        ),
+    },
+    optional={"seeds": st.lists(st.integers(0, 1000), min_size=1, max_size=4, unique=True),
+              "max_retries": st.integers(0, 5), "timeout_s": st.floats(0.1, 1e4), "experiment": st.text(min_size=1, max_size=30)},
+)
+
+
+def test_near_valid_documents_with_one_field_broken_validate_or_are_refused():
+    """Valid sweeps with, most of the time, one field replaced by anything: both answers occur."""
+    before = dict(OUTCOMES)
+
+    @FUZZ
+    @given(near_valid, st.one_of(st.none(), st.sampled_from(SWEEP_KEYS), st.sampled_from(PARAM_KEYS)), anything, st.booleans())
+    def check(document, broken_key, value, use_json):
+        if broken_key in PARAM_KEYS:
+            document["parameters"][broken_key] = value
+        elif broken_key is not None:
+            document[broken_key] = value
+        outcome((as_json(document) + "\n") if use_json else as_yaml(document))
+
+    check()
+    assert OUTCOMES["valid"] > before["valid"] and OUTCOMES["refused"] > before["refused"], OUTCOMES
+
+
 @FUZZ
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200), st.sampled_from(["", "name: a\n", "{", "- ", "name: a\nparameters:\n  "]))
 def test_random_text_validates_or_is_refused(noise, head):
