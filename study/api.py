@@ -13,6 +13,7 @@ import dataclasses
 import hmac
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -79,6 +80,16 @@ class SweepRecord:
         }
 
 
+_QUOTED_PATH = re.compile(r"""(['"])(?:[A-Za-z][\w+.-]*:/)?/[^'"]*\1""")
+_BARE_PATH = re.compile(r"""(?<![\w.])(?:[A-Za-z][\w+.-]*:/)?/[^\s'",;)]+""")
+
+
+def _without_paths(message: str) -> str:
+    """An error as clients see it: file paths and store URIs of this host replaced by <path>
+    (the full message, with its traceback, goes to the service log)."""
+    return _BARE_PATH.sub("<path>", _QUOTED_PATH.sub("<path>", message))
+
+
 def _plain(value: Any) -> dict[str, Any]:
     """Progress / SweepSummary as a JSON-able dict, whatever the coordinator made them of."""
     if value is None:
@@ -131,7 +142,7 @@ class SweepService:
             record.state = STORE_STATES.get(getattr(summary, "status", ""), fallback)
         except Exception as error:  # noqa: BLE001 - reported on the sweep, logged with its traceback here
             log.exception("sweep %s failed", sweep.name)
-            record.error = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            record.error = _without_paths(f"{type(error).__name__}: {error}".splitlines()[0])[:500]
             record.state = "failed"
         finally:
             record.finished_at = time.time()

@@ -16,15 +16,25 @@ class StudyInputError(ValueError):
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past Python's 4300-digit repr limit; absurd nesting
+        text = f"<int of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def key_text(key: Any, limit: int = 60) -> str:
+    """A key as it appears in an error line: as written when printable, else its repr (so a key with
+    a line break cannot split the line); clipped like values."""
+    text = str(key)
+    return text if text.isprintable() and len(text) <= limit else _short(text, limit)
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> list[str]:
     """Turn pydantic's errors into lines like: parameters.T: got 0, expected an integer >= 1."""
     lines = []
     for item in error.errors(include_url=False):
-        location = ".".join(str(part) for part in item["loc"] if not _is_union_tag(part))
+        location = ".".join(key_text(part) for part in item["loc"] if not _is_union_tag(part))
         key = f"{prefix}{location}" if location else prefix.rstrip(".") or "input"
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key (value {_short(item.get('input'))})")

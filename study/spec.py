@@ -27,9 +27,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from study.errors import StudyInputError, describe_validation_error
+from study.errors import StudyInputError, describe_validation_error, key_text
 
 MAX_GRID_RUNS = 100_000
+# A sweep file is a few dozen values; these caps stop YAML alias bombs ("billion laughs") and
+# absurd nesting before validation walks them (aliases are shared references until expanded).
+MAX_DOCUMENT_VALUES = 1_000_000
+MAX_DOCUMENT_DEPTH = 32
+MAX_SEED = 2**63 - 1
 SEARCH_METHODS = ("random", "tpe", "cmaes")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _SCALAR = (bool, int, float, str)
@@ -187,6 +192,10 @@ def load_sweep(source: str | os.PathLike[str]) -> Sweep:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise StudyInputError([f"sweep file: invalid YAML{where}: {problem}"]) from None
+    except (ValueError, RecursionError) as error:  # an int past Python's digit limit; nesting past the stack
+        reason = "nesting too deep" if isinstance(error, RecursionError) else str(error).split(";")[0]
+        raise StudyInputError([f"sweep file: unreadable YAML: {reason}"]) from None
+    _check_document_size(data)
     if not isinstance(data, dict):
         raise StudyInputError([f"sweep file: got {_short(data)}, expected a mapping of sweep settings"])
     try:
@@ -204,6 +213,34 @@ def load_sweep(source: str | os.PathLike[str]) -> Sweep:
     if errors:
         raise StudyInputError(errors)
     return sweep
+
+
+def _check_document_size(data: Any) -> None:
+    """Reject documents that expand (through YAML aliases) past MAX_DOCUMENT_VALUES values, nest
+    deeper than MAX_DOCUMENT_DEPTH, or refer to themselves. Linear in the document as parsed."""
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise StudyInputError([f"sweep file: got values nested deeper than {MAX_DOCUMENT_DEPTH} levels, expected a flat sweep file"])
+        if id(node) in open_ids:
+            raise StudyInputError(["sweep file: got a YAML alias that refers to itself, expected a finite document"])
+        if id(node) not in sizes:
+            open_ids.add(id(node))
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            total = 1
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_DOCUMENT_VALUES:
+                    raise StudyInputError([f"sweep file: got more than {MAX_DOCUMENT_VALUES} values once YAML aliases are expanded, expected at most {MAX_DOCUMENT_VALUES}"])
+            open_ids.discard(id(node))
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    size(data, 0)
 
 
 def _read(source: str | os.PathLike[str]) -> str:
@@ -229,8 +266,8 @@ def _check_method(sweep: Sweep) -> list[str]:
         errors.append(f"budget: got {sweep.budget.model_dump()}, expected no budget for method grid")
     if len(set(sweep.seeds)) != len(sweep.seeds):
         errors.append(f"seeds: got {_short(sweep.seeds)}, expected distinct seeds")
-    if any(seed < 0 for seed in sweep.seeds):
-        errors.append(f"seeds: got {_short(sweep.seeds)}, expected integers >= 0")
+    if any(seed < 0 or seed > MAX_SEED for seed in sweep.seeds):
+        errors.append(f"seeds: got {_short(sweep.seeds)}, expected integers from 0 to 2**63 - 1")
     return errors
 
 
@@ -245,12 +282,12 @@ def _check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
     from workers.specs import SPEC_CLASSES
 
     problem = sweep.parameters.get("problem", "dugd")
-    if problem not in SPEC_CLASSES:
+    if not isinstance(problem, str) or problem not in SPEC_CLASSES:
         return [f"parameters.problem: got {_short(problem)}, expected one of {', '.join(SPEC_CLASSES)}"]
     model = SPEC_CLASSES[problem]
     errors: list[str] = []
     for key, value in sweep.parameters.items():
-        prefix = f"parameters.{key}"
+        prefix = f"parameters.{key_text(key)}"
         if key == "seed":
             errors.append(f"{prefix}: got {_short(value)}, expected no `seed` parameter (use `seeds:`)")
         elif key not in model.model_fields:
@@ -276,7 +313,7 @@ def _check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
 
 
 def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
-    prefix = f"parameters.{key}"
+    prefix = f"parameters.{key_text(key)}"
     if isinstance(value, (list, dict)) or not (value is None or isinstance(value, _SCALAR)):
         return [f"{prefix}: got {_short(value)}, expected a scalar value"]
     if isinstance(value, float) and not math.isfinite(value):
@@ -289,7 +326,7 @@ def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
 
 
 def _check_distribution(sweep: Sweep, model: type, key: str, value: dict[str, Any]) -> list[str]:
-    prefix = f"parameters.{key}"
+    prefix = f"parameters.{key_text(key)}"
     if not sweep.is_search:
         return [f"{prefix}: got a distribution {_short(value)}, expected a value or a list (distributions need method random, tpe or cmaes)"]
     try:
@@ -336,8 +373,9 @@ def _grid_size(axes: dict[str, list[Any]]) -> int:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    from study.errors import _short as short
+
+    return short(value, limit)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:

@@ -226,11 +226,14 @@ class TrackingWriter:
                 self.inherited.unlink()
             with self._lock:
                 lines = self.spool.read_text().splitlines() if self.spool.exists() else []
-            for line in lines:
-                command = json.loads(line)
-                if command["seq"] > self._applied:
-                    self._apply_safely(command)
-                    self._applied = command["seq"]
+            pending = [command for command in map(json.loads, lines) if command["seq"] > self._applied]
+            # The write the outage cut off may have half-landed (a child created, or even finished,
+            # with the answer lost): delete half-written children and skip whole ones, as for a
+            # journal inherited from a dead coordinator, so the replay adds no duplicate.
+            skip = self._landed_runs() if any(command["op"] == "run" for command in pending) else None
+            for command in pending:
+                self._apply_safely(command, skip)
+                self._applied = command["seq"]
         except _Outage:
             return False
         self._forget_journal_if_caught_up()

@@ -42,7 +42,7 @@ def run_dugd(spec: DugdSpec) -> Result:
     }
     if spec.mode == "eigen":
         info["eigen_sampling"] = "chi-square weights"
-    return Result(params={}, scalars=scalars, series=series, info=info)
+    return _failed_if_diverged(Result(params={}, scalars=scalars, series=series, info=info))
 
 
 def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -194,4 +194,15 @@ def _run_descending(problem: Problem, spec: DugdSpec) -> Result:
     scalars.update(extra_scalars)
     series.update({k: v for k, v in extra_series.items() if k != "learned_steps"})
     info = {**problem.facts(), "mode": "eigen", "training": "primal-dual", "dtype": "float64", "device": "cpu"}
-    return Result(params={}, scalars=scalars, series=series, info=info)
+    return _failed_if_diverged(Result(params={}, scalars=scalars, series=series, info=info))
+
+
+def _failed_if_diverged(result: Result) -> Result:
+    """Training that diverged (e.g. a huge lr) learns steps under which the error grows: MSE_T >= MSE_0,
+    i.e. contraction >= 1. Such a run is FAILED with its reason; its numbers stay for inspection."""
+    contraction = result.scalars.get("contraction", 0.0)
+    if contraction >= 1.0:
+        curve = result.series["mse_curve"]
+        result.status = "FAILED"
+        result.reason = f"diverged: learned steps give MSE_T = {curve[-1]:.3g} >= MSE_0 = {curve[0]:.3g} (contraction {contraction:.3g})"
+    return result

@@ -1,0 +1,144 @@
+"""Helpers for the fault-injection tests: a Ray head of our own, a real `mlflow server`, the `study`
+command as a subprocess, and MLflow counts. Every process here is started, and stopped, by PID;
+nothing ever runs `ray stop`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+from mlflow import MlflowClient
+
+from study import tracking
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+class RayHead:
+    """`ray start --head --block` with its own temp dir and free ports; stop() ends only its processes."""
+
+    def __init__(self, num_cpus: int = 2):
+        # A short path: Ray's Unix sockets live under it (108-byte limit).
+        self.temp_dir = tempfile.mkdtemp(prefix="rayrel-", dir="/tmp")
+        self.port = free_port()
+        ports = {flag: str(free_port()) for flag in (
+            "--node-manager-port", "--object-manager-port", "--ray-client-server-port", "--dashboard-agent-grpc-port",
+            "--dashboard-agent-listen-port", "--metrics-export-port", "--runtime-env-agent-port")}
+        command = [str(BIN / "ray"), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={num_cpus}",
+                   f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+                   *[f"{flag}={port}" for flag, port in ports.items()]]
+        # Token auth, as `ray start` clusters run in deployment: the head and every driver share the token.
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.process = subprocess.Popen(command, env={**os.environ, **self.env}, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.address = f"127.0.0.1:{self.port}"
+        wait_for_port(self.port)
+
+    def running_chunk_workers(self) -> list[psutil.Process]:
+        """This cluster's worker processes that are executing a chunk of runs right now."""
+        busy = []
+        for process in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                if "ray::_run_chunk" in " ".join(process.cmdline()):
+                    busy.append(process)
+            except psutil.Error:
+                continue
+        return busy
+
+    def stop(self) -> None:
+        try:
+            family = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            family = []
+        self.process.terminate()  # `ray start --block` stops what it started on SIGTERM
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        for process in family:  # whatever outlived it, by PID
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class MlflowServer:
+    """A real `mlflow server` (SQLite backend, one worker, job execution off) on a fixed loopback port,
+    in its own process group so stop() takes uvicorn down with it."""
+
+    def __init__(self, directory: Path, port: int | None = None):
+        self.directory = directory
+        self.port = port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "MlflowServer":
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.directory / 'server.db'}",
+             "--artifacts-destination", str(self.directory / "artifacts")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_for_port(self.port, timeout_s=120)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (its process group): an outage, not a shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the port is free again once the group is gone
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                time.sleep(0.2)
+            except OSError:
+                return
+
+
+def study_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m study.cli ARGS` as a subprocess (the coordinator as users run it)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=cwd, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def children(uri: str, sweep_name: str, experiment: str | None = None) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment or sweep_name)
+    return list(tracking.sweep_runs(client, exp.experiment_id, sweep_name)) if exp else []
+
+
+def duplicate_keys(runs: list) -> dict[str, int]:
+    counts = Counter(run.data.tags[tracking.TAG_RUN_KEY] for run in runs)
+    return {key: count for key, count in counts.items() if count > 1}
