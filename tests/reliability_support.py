@@ -67,7 +67,7 @@ class RayHead:
         busy = []
         for process in psutil.Process(self.process.pid).children(recursive=True):
             try:
-                if "ray::_run_chunk" in " ".join(process.cmdline()):
+                if "ray::run_chunk" in " ".join(process.cmdline()):  # study.task.run_chunk
                     busy.append(process)
             except psutil.Error:
                 continue

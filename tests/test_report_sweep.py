@@ -27,6 +27,7 @@ parameters:
   T: [2, 4]
   kappa: [5, 20]
   mode: expected
+  init: 0.1
   batches_per_generation: 10
   eval_samples: 50
 """
