@@ -19,9 +19,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/study submit configs/quick.yaml
-	$(VENV)/bin/study results quick --group-by T,kappa --metric root_error
+	$(VENV)/bin/study results quick --group-by T,kappa --metric root_error,rho_ratio,mse_ratio
+	$(VENV)/bin/study figures quick
+	$(VENV)/bin/study report quick -o report-quick
 	@echo
-	@echo "Open the MLflow UI with:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlflow.db"
+	@echo "Sweep report:     report-quick/index.html"
+	@echo "MLflow UI:        $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlflow.db   (then open http://127.0.0.1:5000)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import yaml
 from pydantic import ValidationError
 
 from study.errors import StudyInputError, describe_validation_error
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress bars garble the terminal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deep-unfolding study service.")
 

@@ -21,10 +21,16 @@ import ray
 
 from study import tracking
 from study.spec import RunPoint, Sweep
+from study import task
+from study.task import run_chunk
 from study.writer import TrackingWriter, journaled_runs
 from workers.result import Result
 
 log = logging.getLogger(__name__)
+
+# Ship the task's code with it, so workers need only `workers/` importable (not this checkout of
+# study/: a driver joining a running cluster does not pass its PYTHONPATH on to the workers).
+ray.cloudpickle.register_pickle_by_value(task)
 
 TARGET_CHUNK_S = 0.5  # runs shorter than this are grouped so per-task overhead stays negligible
 MAX_CHUNK = 256
@@ -61,26 +67,6 @@ class SweepSummary:
     tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
     compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
     scheduled_s: float = 0.0  # until the last result came back (wall_s adds the final MLflow flush)
-
-
-@ray.remote
-def _run_chunk(specs: list[dict[str, Any]], figures: bool = False) -> tuple[str, list[dict[str, Any]]]:
-    """A Ray task: run each spec (failures come back as FAILED records, never as exceptions).
-    With `figures`, a record of a run long enough to afford it carries its summary.png (study.plots)."""
-    from workers.run import run
-
-    node = ray.get_runtime_context().get_node_id()
-    records = [run(spec).as_record() for spec in specs]
-    if figures:
-        from study.figure_budget import worth_rendering
-
-        affordable = [record for record in records if worth_rendering(record)]
-        if affordable:  # import matplotlib only in tasks that draw
-            from study.plots import record_figures
-
-            for record in affordable:
-                record["figures"] = record_figures(record)
-    return node, records
 
 
 class GridSource:
@@ -247,7 +233,7 @@ class _Coordinator:
                 "max_retries": self.sweep.max_retries,  # a worker that dies is retried ...
                 "retry_exceptions": False,  # ... an exception is not (runs never raise anyway)
             }
-            ref = _run_chunk.options(**options).remote([point.params for point in chunk], self.figures)
+            ref = run_chunk.options(**options).remote([point.params for point in chunk], self.sweep.timeout_s, self.figures)
             self.inflight[ref] = (chunk, time.monotonic())
             self.tasks += 1
 
@@ -263,7 +249,11 @@ class _Coordinator:
         if not self.sweep.timeout_s:
             return PROGRESS_EVERY_S
         oldest = min(start for _, start in self.inflight.values())
-        return max(0.001, min(PROGRESS_EVERY_S, oldest + self.sweep.timeout_s - time.monotonic()))
+        return max(0.001, min(PROGRESS_EVERY_S, oldest + self._hard_limit_s() - time.monotonic()))
+
+    def _hard_limit_s(self) -> float:
+        """Backstop from submission: the run's own alarm plus time for a worker to start."""
+        return self.sweep.timeout_s + max(30.0, self.sweep.timeout_s)
 
     def _collect(self, ref: ray.ObjectRef) -> None:
         chunk, _ = self.inflight.pop(ref)
@@ -281,11 +271,12 @@ class _Coordinator:
             return
         now = time.monotonic()
         for ref, (chunk, start) in list(self.inflight.items()):
-            if now - start > limit:
+            if now - start > self._hard_limit_s():  # stuck where the alarm cannot reach (native code)
                 ray.cancel(ref, force=True)
                 del self.inflight[ref]
+                reason = f"timeout after {limit:g} s (cancelled {now - start:.0f} s after submission)"
                 for point in chunk:
-                    self._record(point, _failed(point, f"timeout after {limit:g} s"), None)
+                    self._record(point, _failed(point, reason), None)
 
     def _record(self, point: RunPoint, record: dict[str, Any], node: str | None) -> None:
         attempt = self.attempts.get(point.run_key, 0) + 1

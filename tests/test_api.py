@@ -18,6 +18,7 @@ from study.client import StudyClient
 from study.errors import StudyInputError
 from study.spec import load_sweep
 from tests import topology
+from tests.topology import child_runs, wait_for
 
 TOKEN = "test-token-4f1c"
 BAD_SWEEP = """\
@@ -117,19 +118,6 @@ def test_serve_refuses_to_start_without_a_token(run_cli):
     assert result.stderr.strip().splitlines() == [
         "error: STUDY_API_TOKEN: got nothing, expected a bearer token in the environment (or --insecure)"
     ]
-
-
-def child_runs(tracking_uri: str, sweep: str, status: str | None = None) -> list:
-    client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(sweep)
-    if experiment is None:
-        return []
-    query = "tags.`study.kind` = 'run'" + (f" and attributes.status = '{status}'" if status else "")
-    return client.search_runs([experiment.experiment_id], query, max_results=5000)
-
-
-def wait_for(check, timeout_s: float, what: str):
-    return topology.wait_until(check, timeout_s, what, poll_s=0.2)
 
 
 def probe_sweep(name: str, seeds: int, work_s: float, xs: list[float] = (0.0,)) -> str:

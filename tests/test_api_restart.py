@@ -6,25 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from mlflow import MlflowClient
 
 from study.client import StudyClient
 from tests import topology
+from tests.topology import child_runs, wait_for
 
 TOKEN = "sweep-token-9b2e"
-
-
-def child_runs(tracking_uri: str, sweep: str, status: str | None = None) -> list:
-    client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(sweep)
-    if experiment is None:
-        return []
-    query = "tags.`study.kind` = 'run'" + (f" and attributes.status = '{status}'" if status else "")
-    return client.search_runs([experiment.experiment_id], query, max_results=5000)
-
-
-def wait_for(check, timeout_s: float, what: str):
-    return topology.wait_until(check, timeout_s, what, poll_s=0.2)
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ def _kill_one_chunk_worker() -> bool:
 
     for process in psutil.Process().children(recursive=True):
         try:
-            if "_run_chunk" in " ".join(process.cmdline()):
+            if "ray::run_chunk" in " ".join(process.cmdline()):
                 process.kill()
                 return True
         except psutil.NoSuchProcess:
@@ -207,8 +207,10 @@ def test_a_dead_worker_is_retried_up_to_max_retries(ray_local, store, retries):
 
     def on_progress(progress):
         if progress.running and not killed:
-            time.sleep(0.5)  # let the tasks start executing
-            killed.append(_kill_one_chunk_worker())
+            deadline = time.monotonic() + 10  # workers may still be starting (e.g. after a cancel)
+            while not _kill_one_chunk_worker() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            killed.append(time.monotonic() < deadline)
 
     summary = submit(sweep, tracking_uri=store, on_progress=on_progress)
     assert killed == [True]

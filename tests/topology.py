@@ -36,10 +36,19 @@ def postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+_HANDED_OUT: set[int] = set()  # the OS may return a just-closed port again: never hand one out twice
+
+
+def free_port(span: int = 1) -> int:
+    """A free loopback port (the first of `span` consecutive ones) not handed out before in this process."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        wanted = set(range(port, port + span))
+        if port + span < 65000 and not wanted & _HANDED_OUT:
+            _HANDED_OUT.update(wanted)
+            return port
 
 
 # ---- command builders (compared with docker-compose.yml) -------------------------------------------
@@ -208,8 +217,8 @@ def _node_ports() -> dict[str, int]:
     names = ["node-manager-port", "object-manager-port", "ray-client-server-port", "dashboard-agent-listen-port",
              "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port"]
     ports = {name: free_port() for name in names}
-    low = free_port()
-    ports["min-worker-port"], ports["max-worker-port"] = low, min(low + 40, 65000)
+    low = free_port(span=41)
+    ports["min-worker-port"], ports["max-worker-port"] = low, low + 40
     return ports
 
 
@@ -283,3 +292,22 @@ def start_topology(base: Path) -> Topology:
         top.stop()
         raise
     return top
+
+
+# ---- helpers for tests that watch a sweep land in MLflow ---------------------------------------------
+
+
+def child_runs(tracking_uri: str, sweep: str, status: str | None = None) -> list:
+    """The sweep's child runs (optionally of one status), straight from the MLflow store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(sweep)
+    if experiment is None:
+        return []
+    query = "tags.`study.kind` = 'run'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment.experiment_id], query, max_results=5000)
+
+
+def wait_for(check, timeout_s: float, what: str):
+    return wait_until(check, timeout_s, what, poll_s=0.2)
