@@ -5,6 +5,7 @@ nothing ever runs `ray stop`."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -67,7 +68,7 @@ class RayHead:
         busy = []
         for process in psutil.Process(self.process.pid).children(recursive=True):
             try:
-                if "ray::run_chunk" in " ".join(process.cmdline()):  # study.task.run_chunk
+                if re.search(r"ray::_?run_chunk\b", " ".join(process.cmdline())):  # Ray titles a busy worker by its task
                     busy.append(process)
             except psutil.Error:
                 continue
