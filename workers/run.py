@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -24,12 +25,16 @@ def parse_spec(params: Mapping[str, Any]) -> Any:
 def run(spec: Mapping[str, Any] | Any) -> Result:
     """Run one spec. Never raises for a failing run: exceptions and non-finite results come back
     as a FAILED Result with the reason, so one bad point never takes a sweep down."""
-    started = time.perf_counter()
     if isinstance(spec, Mapping):
         spec = parse_spec(spec)
     params = spec.model_dump(mode="json")
     try:
-        result = _HANDLERS[spec.problem](spec)
+        handler = _handler(spec.problem)  # imports its module (torch...) before the clock: wall_s is the run's
+    except Exception as error:  # noqa: BLE001 - an import failure fails this run, not the sweep
+        return Result(params=params, status="FAILED", reason=f"{type(error).__name__}: {error}")
+    started = time.perf_counter()
+    try:
+        result = handler(spec)
     except Exception as error:  # noqa: BLE001 - recorded, not swallowed
         result = Result(params=params, status="FAILED", reason=f"{type(error).__name__}: {error}")
     result.params = params
@@ -52,23 +57,19 @@ def _run_probe(spec: ProbeSpec) -> Result:
     return Result(params={}, scalars={"value": value, "root_error": value}, series={"curve": [value, value / 2]})
 
 
-def _handlers() -> dict[str, Callable[[Any], Result]]:
-    handlers: dict[str, Callable[[Any], Result]] = {"probe": _run_probe}
-    # Problem modules register lazily so a missing optional dependency (torch) fails one run, not import.
-    def lazy(module: str, name: str) -> Callable[[Any], Result]:
-        def call(spec: Any) -> Result:
-            import importlib
-
-            return getattr(importlib.import_module(module), name)(spec)
-
-        return call
-
-    handlers["dugd"] = lazy("workers.dugd_run", "run_dugd")
-    handlers["chgd"] = lazy("workers.chgd", "run_chgd")
-    handlers["psor"] = lazy("workers.psor", "run_psor")
-    return handlers
+# Problem modules are imported on first use, so a worker pays only for the problems it runs.
+_HANDLER_NAMES = {
+    "dugd": ("workers.dugd_run", "run_dugd"),
+    "chgd": ("workers.chgd", "run_chgd"),
+    "psor": ("workers.psor", "run_psor"),
+}
 
 
-_HANDLERS = _handlers()
+def _handler(problem: str) -> Callable[[Any], Result]:
+    if problem == "probe":
+        return _run_probe
+    module, name = _HANDLER_NAMES[problem]
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = ["Result", "parse_spec", "run"]
