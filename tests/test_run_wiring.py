@@ -42,3 +42,20 @@ def test_dugd_with_descent_eps_runs_primal_dual_and_descends():
     assert max(result.series["descent_ratio"]) <= 1 - eps + 0.01
     assert result.scalars["violating_layers"] == 0.0
     assert len(result.series["learned_steps"]) == 6 and "root_error" in result.scalars
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(problem="dugd", n=30, T=4, kappa=10, mode="expected", batches_per_generation=50),
+        dict(problem="chgd", n=30, iterations=10),
+        dict(problem="psor", n=32),
+        dict(problem="probe"),
+    ],
+)
+def test_every_result_name_is_used_once(params):
+    # Result.to_dict() is flat, and MLflow keys metrics by name: a scalar and a series of one name would collide.
+    result = run(params)
+    assert result.status == "FINISHED", result.reason
+    names = [*result.scalars, *result.series, *result.info]
+    assert len(names) == len(set(names))

@@ -38,7 +38,6 @@ def run_dugd(spec: DugdSpec) -> Result:
         "dtype": training.dtype,
         "device": training.device,
         "optimizer_reset": False,
-        "adam_steps": training.adam_steps,
     }
     if spec.mode == "eigen":
         info["eigen_sampling"] = "chi-square weights"

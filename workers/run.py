@@ -38,6 +38,9 @@ def run(spec: Mapping[str, Any] | Any) -> Result:
     except Exception as error:  # noqa: BLE001 - recorded, not swallowed
         result = Result(params=params, status="FAILED", reason=f"{type(error).__name__}: {error}")
     result.params = params
+    clash = (result.scalars.keys() & result.series.keys()) | (result.info.keys() & (result.scalars.keys() | result.series.keys()))
+    if clash:  # to_dict() and MLflow would silently keep only one of them
+        result.status, result.reason = "FAILED", f"result names used twice: {', '.join(sorted(clash))}"
     bad = result.non_finite_scalars()
     if result.status == "FINISHED" and bad:
         result.status = "FAILED"
