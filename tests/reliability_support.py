@@ -21,15 +21,10 @@ import psutil
 from mlflow import MlflowClient
 
 from study import tracking
+from tests.topology import free_port  # noqa: F401 - one allocator: it never hands out a port twice
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout_s: float = 90) -> None:

@@ -18,6 +18,7 @@ from study import tracking
 from study.coordinator import submit
 from study.spec import load_sweep
 from study.writer import TrackingWriter, is_unreachable
+from tests.topology import free_port
 from workers.run import run
 
 
@@ -92,15 +93,9 @@ def test_spool_replays_when_a_blocked_sqlite_store_comes_back(ray_local, tmp_pat
     assert not list((tmp_path / "spool").glob("*.jsonl"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_spool_replays_when_the_tracking_server_starts_late(ray_local, tmp_path, monkeypatch):
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     sweep = load_sweep("name: late-server\nparameters: {problem: probe, x: [0, 1, 2, 3]}")
     monkeypatch.setenv("STUDY_FLUSH_TIMEOUT_S", "0.5")
