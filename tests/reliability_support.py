@@ -21,21 +21,10 @@ import psutil
 from mlflow import MlflowClient
 
 from study import tracking
-from tests.topology import free_port  # noqa: F401 - one allocator: it never hands out a port twice
+from tests.topology import free_port, wait_for_port  # noqa: F401 - shared loopback helpers
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def wait_for_port(port: int, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
 class RayHead:

@@ -4,10 +4,8 @@ after an outage (a SQLite store whose directory is blocked, and an `mlflow serve
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from study import tracking
 from study.coordinator import submit
 from study.spec import load_sweep
 from study.writer import TrackingWriter, is_unreachable
-from tests.topology import free_port
+from tests.topology import free_port, wait_for_port
 from workers.run import run
 
 
@@ -110,13 +108,7 @@ def test_spool_replays_when_the_tracking_server_starts_late(ray_local, tmp_path,
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_port(port, timeout_s=60)
         monkeypatch.setenv("STUDY_FLUSH_TIMEOUT_S", "60")
         second = submit(sweep, tracking_uri=uri)  # replays the spool first; nothing re-runs
         assert (second.skipped, second.finished, second.spool) == (4, 0, None)

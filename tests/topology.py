@@ -311,3 +311,14 @@ def child_runs(tracking_uri: str, sweep: str, status: str | None = None) -> list
 
 def wait_for(check, timeout_s: float, what: str):
     return wait_until(check, timeout_s, what, poll_s=0.2)
+
+
+def wait_for_port(port: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
