@@ -27,14 +27,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from study import names
 from study.errors import StudyInputError
 
 log = logging.getLogger("study.api")
 
 TOKEN_ENV = "STUDY_API_TOKEN"
 MAX_BODY_BYTES = 1_000_000  # a sweep file is a few kB; this is generous and still bounded
-SWEEP_TAG_KIND = "study.kind"
-SWEEP_ARTIFACT = "sweep.yaml"
 # MLflow parent-run status (and SweepSummary.status) -> the service's sweep states.
 STORE_STATES = {"RUNNING": "running", "FINISHED": "finished", "KILLED": "cancelled", "FAILED": "failed"}
 
@@ -173,13 +172,13 @@ class SweepService:
         if not experiment_ids:
             return []
         parents = client.search_runs(
-            experiment_ids, filter_string=f"tags.`{SWEEP_TAG_KIND}` = 'sweep' and attributes.status = 'RUNNING'"
+            experiment_ids, filter_string=f"tags.`{names.TAG_KIND}` = '{names.KIND_SWEEP}' and attributes.status = 'RUNNING'"
         )
         resumed = []
         for parent in parents:
             try:
                 with tempfile.TemporaryDirectory() as scratch:
-                    path = client.download_artifacts(parent.info.run_id, SWEEP_ARTIFACT, scratch)
+                    path = client.download_artifacts(parent.info.run_id, names.SWEEP_FILE_ARTIFACT, scratch)
                     sweep = load_sweep(Path(path).read_text() + "\n")
             except Exception:  # noqa: BLE001 - one unreadable sweep must not stop the service
                 log.exception("cannot resume sweep run %s", parent.info.run_id)

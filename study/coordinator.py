@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from study import tracking
+from study import names, tracking
 from study.spec import RunPoint, Sweep
 from study import task
 from study.task import run_chunk
@@ -334,9 +334,9 @@ class _Coordinator:
         if self.sweep.is_search and hasattr(self, "source"):
             self.best, self.best_params = self.source.best()
         skipped = self._skipped()
-        metrics = {"runs_finished": skipped + self.finished, "runs_failed": self.failed}
+        metrics = {names.METRIC_RUNS_FINISHED: skipped + self.finished, names.METRIC_RUNS_FAILED: self.failed}
         if self.best is not None:
-            metrics["best_" + self.sweep.metric.name] = self.best
+            metrics[names.METRIC_BEST_PREFIX + self.sweep.metric.name] = self.best
         self.writer.end_sweep(status, metrics)
         outage = self.writer.outage
         flushed = self.writer.close(timeout_s=float(os.environ.get("STUDY_FLUSH_TIMEOUT_S", "60")))

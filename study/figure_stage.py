@@ -21,10 +21,9 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from study import plots
+from study import names, plots
 from study.results import load_results
 
-FIGURES_DIR = "figures"
 LOW_PRIORITY = 10  # os.nice increment of the rendering processes
 
 
@@ -58,7 +57,7 @@ def log_sweep_figures(sweep: str, tracking_uri: str | None = None, full: bool = 
     uri = mlflow.get_tracking_uri()
     client = MlflowClient(uri)
     run_ids = [str(run_id) for run_id in frame["run_id"]]
-    todo = [run_id for run_id in run_ids if force or not client.list_artifacts(run_id, FIGURES_DIR)]
+    todo = [run_id for run_id in run_ids if force or not client.list_artifacts(run_id, names.FIGURES_ARTIFACT_DIR)]
     stage = FigureStage(runs=len(run_ids), rendered=0, skipped=len(run_ids) - len(todo), empty=0)
     if not todo:
         return stage
@@ -70,7 +69,7 @@ def log_sweep_figures(sweep: str, tracking_uri: str | None = None, full: bool = 
             with tempfile.TemporaryDirectory(prefix="study-figures-") as directory:
                 for name, png in pngs.items():
                     (Path(directory) / name).write_bytes(png)
-                client.log_artifacts(run_id, directory, FIGURES_DIR)
+                client.log_artifacts(run_id, directory, names.FIGURES_ARTIFACT_DIR)
             stage.rendered += 1
     return stage
 

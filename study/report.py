@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from study import plots, sweep_plots
+from study import names, plots, sweep_plots
 from study.results import aggregate, load_results, parent_runs
 from workers.specs import SPEC_CLASSES
 
@@ -61,7 +61,7 @@ def swept_axes(frame: pd.DataFrame, order: Sequence[str] = ()) -> list[str]:
 
 def _sweep_file(parent_run_id: str) -> str | None:
     try:
-        return mlflow.artifacts.load_text(f"runs:/{parent_run_id}/sweep.yaml")
+        return mlflow.artifacts.load_text(f"runs:/{parent_run_id}/{names.SWEEP_FILE_ARTIFACT}")
     except Exception:  # noqa: BLE001 - an older or hand-made sweep may lack it; the page says so
         return None
 
@@ -76,7 +76,7 @@ def _sweep_parameter_order(sweep_text: str | None) -> list[str]:
 
 def _result_json(run_id: str) -> dict | None:
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/result.json")
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{names.RESULT_ARTIFACT}")
     except Exception:  # noqa: BLE001 - a run that died before logging has no result.json
         return None
 

@@ -14,10 +14,8 @@ from collections.abc import Sequence
 import mlflow
 import pandas as pd
 
-SWEEP_TAG = "study.sweep_id"
-KIND_TAG = "study.kind"
-RUN_KEY_TAG = "study.run_key"
-REASON_TAG = "study.reason"
+from study.names import KIND_SWEEP, TAG_KIND as KIND_TAG, TAG_REASON as REASON_TAG, TAG_RUN_KEY as RUN_KEY_TAG
+from study.names import TAG_SWEEP_ID as SWEEP_TAG
 
 
 class SweepNotFound(LookupError):
@@ -36,7 +34,7 @@ def _quote(value: str) -> str:
 def parent_runs(tracking_uri: str | None = None, sweep: str | None = None) -> pd.DataFrame:
     """The sweeps' parent runs (newest first), optionally of one sweep."""
     _use(tracking_uri)
-    query = f"tags.`{KIND_TAG}` = 'sweep'"
+    query = f"tags.`{KIND_TAG}` = '{KIND_SWEEP}'"
     if sweep is not None:
         query += f" AND tags.`{SWEEP_TAG}` = {_quote(sweep)}"
     return mlflow.search_runs(search_all_experiments=True, filter_string=query, order_by=["attributes.start_time DESC"])

@@ -25,24 +25,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from study.names import (  # noqa: F401 - re-exported
+    KIND_RUN, KIND_SWEEP, FIGURES_ARTIFACT_DIR, RESULT_ARTIFACT, SWEEP_FILE_ARTIFACT, TAG_ATTEMPT, TAG_KIND,
+    TAG_METHOD, TAG_NODE, TAG_PARENT, TAG_PROBLEM, TAG_REASON, TAG_RUN_KEY, TAG_RUN_NAME, TAG_SWEEP_ID, TAG_TRIAL,
+)
 from workers.result import Result
-
-TAG_PARENT = "mlflow.parentRunId"
-TAG_RUN_NAME = "mlflow.runName"
-TAG_SWEEP_ID = "study.sweep_id"
-TAG_KIND = "study.kind"
-TAG_METHOD = "study.method"
-TAG_RUN_KEY = "study.run_key"
-TAG_PROBLEM = "study.problem"
-TAG_REASON = "study.reason"
-TAG_TRIAL = "study.trial"
-TAG_NODE = "study.node"
-TAG_ATTEMPT = "study.attempt"
-KIND_SWEEP = "sweep"
-KIND_RUN = "run"
-SWEEP_FILE_ARTIFACT = "sweep.yaml"
-RESULT_ARTIFACT = "result.json"
-FIGURES_ARTIFACT_DIR = "figures"
 
 # MLflow's limits: log_batch takes <= 1000 entities, of which <= 100 params+tags; values are capped.
 _MAX_BATCH = 1000

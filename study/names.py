@@ -1,0 +1,40 @@
+"""Every MLflow tag, artifact and sweep-level metric name the service writes or reads, defined once.
+
+This module imports nothing heavy (no mlflow, no pandas), so readers such as `study results` and the
+HTTP service can use the names without paying for the tracking client.
+
+Tags on a sweep's parent run: TAG_SWEEP_ID (= sweep name), TAG_KIND = KIND_SWEEP, TAG_METHOD.
+Tags on a child run: TAG_PARENT, TAG_SWEEP_ID, TAG_KIND = KIND_RUN, TAG_RUN_KEY, TAG_PROBLEM,
+TAG_ATTEMPT, TAG_NODE, and TAG_TRIAL / TAG_REASON when they apply.
+"""
+
+from __future__ import annotations
+
+# MLflow's own tags.
+TAG_PARENT = "mlflow.parentRunId"
+TAG_RUN_NAME = "mlflow.runName"
+
+# Ours.
+TAG_SWEEP_ID = "study.sweep_id"
+TAG_KIND = "study.kind"
+TAG_METHOD = "study.method"
+TAG_RUN_KEY = "study.run_key"
+TAG_PROBLEM = "study.problem"
+TAG_REASON = "study.reason"
+TAG_TRIAL = "study.trial"
+TAG_NODE = "study.node"
+TAG_ATTEMPT = "study.attempt"
+
+# Values of TAG_KIND.
+KIND_SWEEP = "sweep"
+KIND_RUN = "run"
+
+# Artifacts.
+SWEEP_FILE_ARTIFACT = "sweep.yaml"
+RESULT_ARTIFACT = "result.json"
+FIGURES_ARTIFACT_DIR = "figures"
+
+# Metrics of the parent run.
+METRIC_RUNS_FINISHED = "runs_finished"
+METRIC_RUNS_FAILED = "runs_failed"
+METRIC_BEST_PREFIX = "best_"
