@@ -1,5 +1,7 @@
 """DUGD training: Adam fidelity, mode agreement, the symmetry trap, the optimum, the authors' protocol."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -111,8 +113,16 @@ def test_expected_mode_from_random_init_reaches_the_lbfgs_optimum_at_T8(authors)
 def test_authors_protocol_reproduces_the_notebook_and_stops_short_of_the_optimum(authors):
     trained = train(authors, TrainingConfig(mode="expected"))
     assert trained.adam_steps == 12_500
-    # same zig-zag as the notebook's learned steps, up to its sampling noise
-    assert root_error(trained.steps, 1 / np.array(NOTEBOOK_STEPS)) < 0.05
+    # Same zig-zag as the notebook's learned steps, up to its sampling noise. 12,500 Adam steps at
+    # T=25 amplify rounding: eigenvalues perturbed by 1e-15 (relative) move this error between ~0.006
+    # and ~0.065 (numpy/BLAS builds differ by that much), so check the ensemble, not one bit pattern.
+    notebook_roots = 1 / np.array(NOTEBOOK_STEPS)
+    jitter = [authors.eigenvalues * (1 + 1e-15 * np.random.default_rng(seed).standard_normal(authors.n))
+              for seed in range(6)]
+    errors = [root_error(train(dataclasses.replace(authors, eigenvalues=lam), TrainingConfig(mode="expected")).steps,
+                         notebook_roots) for lam in jitter]
+    assert np.median(errors) < 0.05 and max(errors) < 0.08, errors
+    assert root_error(trained.steps, notebook_roots) < 0.08
     assert np.all(np.diff(np.sign(np.diff(trained.steps[:12]))) != 0)  # alternates: large, small, large
     loss = trained.expected_loss[-1]
     optimum = mse_curve(optimal_steps(authors.eigenvalues, 25), authors.eigenvalues)[-1]
