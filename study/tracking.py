@@ -282,8 +282,9 @@ def child_entities(command: dict[str, Any], parent_id: str) -> tuple[dict[str, s
         tags[TAG_REASON] = _clip(record["reason"], _MAX_REASON)
     logged = {key: _clip(value, _MAX_PARAM_VALUE) for key, value in own_parameters(params).items()}
     for key, value in (record.get("info") or {}).items():  # facts the run decided, beside the spec
-        if value is not None:
-            logged.setdefault(key if key not in params else f"info.{key}", _clip(value, _MAX_PARAM_VALUE))
+        if value is None or logged.get(key) == _clip(value, _MAX_PARAM_VALUE):
+            continue  # nothing decided, or the spec's own value again (mode, spectrum, ...)
+        logged.setdefault(key if key not in params else f"info.{key}", _clip(value, _MAX_PARAM_VALUE))
     end = command["end_ms"]
     metrics = [Metric(k, float(v), end, 0) for k, v in record["scalars"].items() if _finite(v)]
     metrics.append(Metric("wall_s", float(record["wall_s"]), end, 0))

@@ -74,6 +74,7 @@ def test_experiment_kind_run_names_own_params_and_provenance(mlflow_uri):
         assert not set(DESCENT_FIELDS) & set(params)  # descent_eps off: none of its settings
         assert not {"batch_size", "dtype", "device"} & set(params)  # mode expected: no batches, float64 on the CPU
         assert params["kappa"] in {"10.0", "30.5"} and params["info.m"]  # m was not given: the run's choice is info
+        assert "info.mode" not in params and "info.spectrum" not in params  # the same as the spec's: not twice
         tags = child.data.tags
         assert f"torch={versions['torch']}" in tags[names.TAG_VERSIONS].split()
         assert {"numpy", "ray", "mlflow", "optuna"} <= {item.split("=")[0] for item in tags[names.TAG_VERSIONS].split()}
