@@ -228,11 +228,6 @@ def _one_line_request_errors(error: RequestValidationError) -> list[str]:
     return lines
 
 
-def _split(values: list[str] | None) -> list[str]:
-    """Query lists accept both ?group_by=T&group_by=kappa and ?group_by=T,kappa."""
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
-
-
 def create_app(config: ServiceConfig) -> FastAPI:
     service = SweepService(config)
 
@@ -330,9 +325,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
         sweep_id: str,
         group_by: list[str] | None = Query(None, description="columns to group by (repeat or comma-separate)"),
         metric: list[str] | None = Query(None, description="metrics to aggregate (repeat or comma-separate)"),
+        where: list[str] | None = Query(None, description="select runs first: n=64,mode=eigen or kappa>=30 (repeat or comma-separate)"),
+        runs: bool = Query(False, description="one row per run: parameters, seed, metrics, status, reason, run id"),
         format: Literal["json", "csv"] = "json",
     ) -> Response:
-        frame = results_frame(sweep_id, _split(group_by), _split(metric), config.tracking_uri)
+        frame = results_frame(sweep_id, group_by or [], metric or [], config.tracking_uri, where=where or [], runs=runs)
         if format == "csv":
             return PlainTextResponse(frame.to_csv(index=False), media_type="text/csv")
         return Response(frame.to_json(orient="records", double_precision=15), media_type="application/json")
@@ -352,18 +349,19 @@ def stored_status(sweep_id: str, tracking_uri: str | None) -> dict[str, Any]:
             "total": status["runs"], "done": status["finished"], "failed": status["failed"]}
 
 
-def results_frame(sweep_id: str, group_by: list[str], metrics: list[str], tracking_uri: str | None):
-    """The table `study results` shows: aggregated over seeds when grouped or given metrics, else one row per run."""
-    from study import results
+def results_frame(sweep_id: str, group_by: list[str], metrics: list[str], tracking_uri: str | None,
+                  where: list[str] = (), runs: bool = False):
+    """The table `study results` shows (study.query): aggregated over seeds when grouped or given
+    metrics, one row per run with `runs`, else the runs as stored; `where` selects runs first.
+    Bad query input is a StudyInputError (422), checked before the store is read where it can be."""
+    from study import query, results
 
+    parsed = query.parse_query(group_by, metrics, list(where), runs, query.API_LABELS)
     try:
         frame = results.load_results(sweep_id, tracking_uri=tracking_uri)
     except results.SweepNotFound as error:
         raise HTTPException(404, str(error)) from None
-    missing = [key for key in [*group_by, *metrics] if key not in frame.columns]
-    if missing:
-        raise StudyInputError([f"group_by/metric: got {key!r}, expected a column of the results" for key in missing])
-    return results.aggregate(frame, group_by, metrics) if group_by or metrics else frame
+    return query.answer(frame, parsed)
 
 
 def _connect_ray(address: str | None) -> None:

@@ -197,32 +197,76 @@ def results(
     sweep: str = typer.Argument(..., help="sweep name"),
     group_by: str = typer.Option("", "--group-by", help="comma-separated parameters, e.g. T,kappa"),
     metric: str = typer.Option("root_error", "--metric", help="comma-separated result fields"),
+    where: str = typer.Option("", "--where", help="select runs first: n=64,mode=eigen  kappa>=30  mode=eigen|dense"),
+    runs: bool = typer.Option(False, "--runs", help="one row per run: parameters, seed, metrics, status, reason, run id"),
+    wide: bool = typer.Option(False, "--wide", help="the table as separate _mean, _std and _count columns"),
     fmt: str = typer.Option("table", "--format", help="table | csv | json | parquet"),
     output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
     tracking_uri: str = TRACKING_URI,
     plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
     server: str = SERVER,
 ) -> None:
-    """Aggregated results of a sweep: mean, std and count over seeds, with failure counts."""
+    """Aggregated results of a sweep: mean ± std (count) over seeds, failures, and the varying axes it pooled over."""
+    from study import query as query_module
     from study import results as results_module
 
     if fmt not in FORMATS:
         fail(f"--format: got {fmt!r}, expected one of table, csv, json, parquet")
+    try:
+        query = query_module.parse_query(group_by, metric, where, runs, query_module.CLI_LABELS, require_metric=True)
+    except StudyInputError as error:
+        fail(error.errors)
+    if plot and runs:
+        fail(f"--plot: got {plot!r}, expected no --runs (the plot draws the aggregated table)")
     if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
         from study.client import results_frame_from_server
 
-        table = _call_server(server, lambda: results_frame_from_server(server, sweep, _split(group_by), _split(metric)))
-        return _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
-    try:
-        frame = results_module.load_results(sweep, tracking_uri)
-        table = results_module.aggregate(frame, _split(group_by), _split(metric))
-    except results_module.SweepNotFound as error:
-        fail(str(error))
-    except KeyError as error:
-        fail(f"--group-by/--metric: {error.args[0]}")
-    _emit(table, fmt, output, f"{sweep}: {metric} by {group_by or 'all'}")
+        table = _call_server(server, lambda: results_frame_from_server(
+            server, sweep, query.group_by, query.metrics, where=query.where_text, runs=query.runs))
+    else:
+        try:
+            table = query_module.answer(results_module.load_results(sweep, tracking_uri), query)
+        except results_module.SweepNotFound as error:
+            fail(str(error))
+        except StudyInputError as error:
+            fail(error.errors)
+    _show_results(table, query, sweep, fmt, output, wide)
     if plot:
-        _plot_results(table, sweep, plot, _split(group_by), _split(metric), output)
+        _plot_results(table, sweep, plot, query.group_by, query.metrics, output)
+
+
+def _show_results(table: Any, query: Any, sweep: str, fmt: str, output: str | None, wide: bool) -> None:
+    """The default table is compact (`mean ± std (count)`, fits the terminal); --wide, --runs and the
+    file formats keep every field. A line names the varying axes the groups pooled over."""
+    from study.query import POOLED_COLUMN, compact_cells
+
+    selection = f" where {query.where_text}" if query.where else ""
+    if query.runs:  # a run without a reason shows an empty cell, not nan
+        shown = table.astype(object).where(table.notna(), "") if fmt == "table" else table
+        return _emit(shown, fmt, output, f"{sweep}: runs{selection}")
+    title = f"{sweep}: mean ± std (count) by {', '.join(query.group_by) or 'all'}{selection}"
+    pooled = table[POOLED_COLUMN].iloc[0] if POOLED_COLUMN in table.columns and len(table) else None
+    if fmt != "table" or wide:
+        _emit(table.drop(columns=[POOLED_COLUMN]) if pooled and fmt == "table" else table, fmt, output, title)
+    else:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        cells = compact_cells(table, query)
+        shown = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in cells.columns:
+            shown.add_column(str(column), justify="right", no_wrap=column in query.group_by)
+        for row in cells.itertuples(index=False):
+            shown.add_row(*row)
+        # The terminal's width (or $COLUMNS); written to a pipe or file, the table's own width.
+        width = None if os.environ.get("COLUMNS") or sys.stdout.isatty() else 10_000
+        Console(width=width).print(shown)
+        if output:
+            table.to_csv(output, index=False)
+            typer.echo(f"wrote {output}", err=True)
+    if pooled and fmt == "table":
+        typer.echo(f"pooled over: {pooled}; add to --group-by or pick with --where to keep apart")
 
 
 def _plot_results(table: Any, sweep: str, axis: str, group_by: list[str], metrics: list[str], output: str | None) -> None:

@@ -62,10 +62,16 @@ class StudyClient:
         return self._call("POST", f"/sweeps/{sweep_id}/cancel").json()
 
     def results(
-        self, sweep_id: str, group_by: Sequence[str] = (), metrics: Sequence[str] = (), fmt: str = "json"
+        self, sweep_id: str, group_by: Sequence[str] = (), metrics: Sequence[str] = (), fmt: str = "json",
+        where: Sequence[str] | str = (), runs: bool = False,
     ) -> Any:
-        """Rows as a list of dicts (fmt="json") or CSV text (fmt="csv")."""
-        params = {"group_by": list(group_by), "metric": list(metrics), "format": fmt}
+        """Rows as a list of dicts (fmt="json") or CSV text (fmt="csv"), as `study results` computes them:
+        `where` selects runs first ("n=64,mode=eigen", "kappa>=30"); `runs` lists one row per run.
+        A query the service refuses raises ServiceError (422, one line per problem)."""
+        params: dict[str, Any] = {"group_by": list(group_by), "metric": list(metrics), "format": fmt,
+                                  "where": [where] if isinstance(where, str) else list(where)}
+        if runs:
+            params["runs"] = "true"
         response = self._call("GET", f"/sweeps/{sweep_id}/results", params=params)
         return response.json() if fmt == "json" else response.text
 
@@ -140,9 +146,10 @@ def submit_to_server(server: str, sweep_text: str, follow: bool = True, echo: Ca
     return 0 if final["state"] == "finished" else 1
 
 
-def results_frame_from_server(server: str, sweep_id: str, group_by: Sequence[str] = (), metrics: Sequence[str] = ()):
+def results_frame_from_server(server: str, sweep_id: str, group_by: Sequence[str] = (), metrics: Sequence[str] = (),
+                              where: Sequence[str] | str = (), runs: bool = False):
     """`study results --server URL SWEEP`: the table `study results` computes locally, read over HTTP."""
     import pandas as pd
 
     with StudyClient(server) as client:
-        return pd.DataFrame(client.results(sweep_id, group_by, metrics, fmt="json"))
+        return pd.DataFrame(client.results(sweep_id, group_by, metrics, fmt="json", where=where, runs=runs))

@@ -3,9 +3,13 @@
 This module imports nothing heavy (no mlflow, no pandas), so readers such as `study results` and the
 HTTP service can use the names without paying for the tracking client.
 
-Tags on a sweep's parent run: TAG_SWEEP_ID (= sweep name), TAG_KIND = KIND_SWEEP, TAG_METHOD.
+Tags on an experiment the service writes to: TAG_EXPERIMENT_KIND = EXPERIMENT_KIND_RUNS (unless set).
+Tags on a sweep's parent run: TAG_SWEEP_ID (= sweep name), TAG_KIND = KIND_SWEEP, TAG_METHOD, and
+the provenance: TAG_GIT_COMMIT / TAG_GIT_DIRTY (in a git checkout), TAG_VERSIONS and one
+TAG_VERSION_PREFIX + package tag per package.
 Tags on a child run: TAG_PARENT, TAG_SWEEP_ID, TAG_KIND = KIND_RUN, TAG_RUN_KEY, TAG_PROBLEM,
-TAG_ATTEMPT, TAG_NODE, and TAG_TRIAL / TAG_REASON when they apply.
+TAG_ATTEMPT, TAG_NODE, TAG_GIT_COMMIT / TAG_GIT_DIRTY, TAG_VERSIONS, and TAG_TRIAL / TAG_REASON
+when they apply.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from __future__ import annotations
 # MLflow's own tags.
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+# On the experiment: without it MLflow 3's UI opens an experiment in its GenAI view (traces, prompts).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_RUNS = "custom_model_development"
 
 # Ours.
 TAG_SWEEP_ID = "study.sweep_id"
@@ -24,6 +32,9 @@ TAG_REASON = "study.reason"
 TAG_TRIAL = "study.trial"
 TAG_NODE = "study.node"
 TAG_ATTEMPT = "study.attempt"
+TAG_GIT_DIRTY = "study.git_dirty"  # "true" when tracked files differ from the commit
+TAG_VERSIONS = "study.versions"  # compact: "torch=2.13.0 numpy=... ray=... mlflow=... optuna=... deep-unfolding-study=..."
+TAG_VERSION_PREFIX = "study.version."  # + package name, on the parent run
 
 # Values of TAG_KIND.
 KIND_SWEEP = "sweep"

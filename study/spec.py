@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from study.errors import StudyInputError, describe_validation_error, key_text
 
@@ -106,6 +106,14 @@ class Sweep(_Strict):
     # The text the sweep was loaded from (logged as the parent run's sweep.yaml artifact).
     _source_text: str = PrivateAttr("")
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_not_booleans(cls, value: Any) -> Any:
+        # pydantic would read `true` as seed 1; a boolean in the replicate axis is a typo, not a seed.
+        if isinstance(value, list) and any(isinstance(seed, bool) for seed in value):
+            raise ValueError("integer seeds, not booleans")
+        return value
+
     @property
     def source_text(self) -> str:
         return self._source_text or yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
@@ -130,6 +138,13 @@ class Sweep(_Strict):
     def axes(self) -> dict[str, list[Any]]:
         """Grid axes (grid method) or categorical choices (search methods), in file order."""
         return {k: v for k, v in self.parameters.items() if isinstance(v, list)}
+
+    @property
+    def varying_axes(self) -> list[str]:
+        """The parameters whose value differs between points (axes of more than one value, search
+        distributions), sorted by name: what names a child run, besides its seed."""
+        varying = [k for k, v in self.axes.items() if len({json.dumps(item, sort_keys=True) for item in v}) > 1]
+        return sorted([*varying, *self.distributions])
 
     @property
     def distributions(self) -> dict[str, Distribution]:
@@ -196,6 +211,8 @@ def load_sweep(source: str | os.PathLike[str]) -> Sweep:
         reason = "nesting too deep" if isinstance(error, RecursionError) else str(error).split(";")[0]
         raise StudyInputError([f"sweep file: unreadable YAML: {reason}"]) from None
     _check_document_size(data)
+    if data is None:  # nothing but blank lines or comments
+        raise StudyInputError(["sweep file: got an empty document, expected a mapping of sweep settings (name, parameters, ...)"])
     if not isinstance(data, dict):
         raise StudyInputError([f"sweep file: got {_short(data)}, expected a mapping of sweep settings"])
     try:
@@ -246,8 +263,8 @@ def _check_document_size(data: Any) -> None:
 def _read(source: str | os.PathLike[str]) -> str:
     if isinstance(source, os.PathLike):
         path = Path(source)
-    elif "\n" in source or source.lstrip().startswith("{"):
-        return source
+    elif "\n" in source or source.lstrip().startswith("{") or not source.strip():
+        return source  # text (an empty string is an empty document, not the path "")
     else:
         path = Path(source)
         if not path.exists() and ":" in source:

@@ -2,17 +2,27 @@
 one child run per run, found again by tags. The coordinator is the only writer; it writes through
 study.writer.TrackingWriter, which calls the `apply_*` functions here from one background thread.
 
-Tags on the parent: study.sweep_id (= sweep name), study.kind = sweep, study.method.
+The experiment is tagged mlflow.experimentKind = custom_model_development (unless the user set it),
+so the MLflow UI opens on its runs. The parent run is named after the sweep; a child run after its
+point: the sweep's varying axes and the seed (`T=8 kappa=30 n=64 s=1`). A child's params are its
+own (workers.specs.own_parameters: no None, nothing of a feature it does not use).
+
+Tags on the parent: study.sweep_id (= sweep name), study.kind = sweep, study.method, provenance.
 Tags on a child: mlflow.parentRunId, study.sweep_id, study.kind = run, study.run_key, study.problem,
-study.attempt, study.node, and study.trial / study.reason when they apply.
+study.attempt, study.node, provenance, and study.trial / study.reason when they apply.
+Provenance (see provenance()): mlflow.source.git.commit and study.git_dirty in a git checkout, and
+study.versions (torch, numpy, ray, mlflow, optuna, this project), as the coordinator has them.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,14 +32,16 @@ from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from study.names import (  # noqa: F401 - re-exported
-    KIND_RUN, KIND_SWEEP, FIGURES_ARTIFACT_DIR, RESULT_ARTIFACT, SWEEP_FILE_ARTIFACT, TAG_ATTEMPT, TAG_KIND,
-    TAG_METHOD, TAG_NODE, TAG_PARENT, TAG_PROBLEM, TAG_REASON, TAG_RUN_KEY, TAG_RUN_NAME, TAG_SWEEP_ID, TAG_TRIAL,
+    EXPERIMENT_KIND_RUNS, KIND_RUN, KIND_SWEEP, FIGURES_ARTIFACT_DIR, RESULT_ARTIFACT, SWEEP_FILE_ARTIFACT,
+    TAG_ATTEMPT, TAG_EXPERIMENT_KIND, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_METHOD, TAG_NODE, TAG_PARENT,
+    TAG_PROBLEM, TAG_REASON, TAG_RUN_KEY, TAG_RUN_NAME, TAG_SWEEP_ID, TAG_TRIAL, TAG_VERSION_PREFIX, TAG_VERSIONS,
 )
 from workers.result import Result
+from workers.specs import own_parameters
 
 # MLflow's limits: log_batch takes <= 1000 entities, of which <= 100 params+tags; values are capped.
 _MAX_BATCH = 1000
@@ -38,6 +50,9 @@ _MAX_PARAM_VALUE = 6000
 _MAX_TAG_VALUE = 5000
 _MAX_REASON = 500
 _PAGE = 10_000
+MAX_RUN_NAME = 250  # MLflow's runs.name column
+# Whose versions a run records (the distribution names; the last is this project).
+PROVENANCE_PACKAGES = ("torch", "numpy", "ray", "mlflow", "optuna", "deep-unfolding-study")
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -83,7 +98,74 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str, create: bo
     directory = store_directory(tracking_uri)
     # Keep artifacts beside a SQLite store (MLflow would use ./mlruns of whatever the cwd is).
     location = (directory / "mlruns").as_uri() if directory else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_RUNS})
+
+
+def mark_experiment_kind(client: MlflowClient, exp_id: str) -> None:
+    """Tag an existing experiment for the UI's classic (runs) view, unless it carries a kind already."""
+    if TAG_EXPERIMENT_KIND not in client.get_experiment(exp_id).tags:
+        client.set_experiment_tag(exp_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_RUNS)
+
+
+# --- names and provenance -----------------------------------------------------------------------
+
+
+def child_run_name(params: dict[str, Any], varying: list[str]) -> str:
+    """`T=8 kappa=30 n=64 s=1`: the point's values of the sweep's varying axes (in the order given,
+    see Sweep.varying_axes), then the seed; cut to MLflow's limit."""
+    parts = [f"{key}={_value_text(params.get(key))}" for key in varying if key != "seed"]
+    parts.append(f"s={params.get('seed', 0)}")
+    return _clip(" ".join(parts), MAX_RUN_NAME)
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    return str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict[str, str]:
+    """Tags that trace a number to what produced it: the git commit of this code when it is a git
+    checkout (and whether tracked files differ from it), and the package versions, compact.
+    Computed once per process (two short git calls)."""
+    tags: dict[str, str] = {}
+    commit, dirty = _git_state(Path(__file__).resolve().parents[1])
+    if commit:
+        tags[TAG_GIT_COMMIT] = commit
+        tags[TAG_GIT_DIRTY] = "true" if dirty else "false"
+    tags[TAG_VERSIONS] = " ".join(f"{name}={version}" for name, version in package_versions().items())
+    return tags
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """Installed versions of PROVENANCE_PACKAGES (read from metadata: nothing is imported)."""
+    versions = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _git_state(root: Path) -> tuple[str | None, bool]:
+    """(HEAD commit, tracked files modified) when `root` is the top of a git checkout, else (None, False)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock of a checkout in use
+    try:
+        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
+                               capture_output=True, text=True, timeout=10, env=env)
+        lines = found.stdout.split()
+        if found.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
+            return None, False  # not a checkout, or the code sits inside some other repository
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, env=env)
+        return lines[1], bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):  # no git on this machine
+        return None, False
 
 
 def sweep_runs(client: MlflowClient, exp_id: str, sweep_name: str, kind: str = KIND_RUN, status: str | None = None) -> Iterator[Run]:
@@ -151,6 +233,7 @@ def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str
     """Find or create the experiment and the parent run; mark it RUNNING; log the sweep file.
     Children a killed coordinator left RUNNING (created, never terminated) are marked FAILED."""
     exp_id = experiment_id(client, command["experiment"], tracking_uri, create=True)
+    mark_experiment_kind(client, exp_id)
     runs = list(sweep_runs(client, exp_id, command["sweep"], kind=KIND_SWEEP))
     if runs:
         parent_id = min(runs, key=lambda run: run.info.start_time).info.run_id
@@ -164,6 +247,9 @@ def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str
         params = [Param(key[:250], _clip(value, _MAX_PARAM_VALUE)) for key, value in command["params"].items()]
         for start in range(0, len(params), _MAX_PARAMS_PER_BATCH):
             client.log_batch(parent_id, params=params[start : start + _MAX_PARAMS_PER_BATCH])
+    # The code and environment of the latest submission (each child records its own as well).
+    versions = {f"{TAG_VERSION_PREFIX}{name}": version for name, version in package_versions().items()}
+    client.log_batch(parent_id, tags=[RunTag(key, value) for key, value in {**provenance(), **versions}.items()])
     client.log_text(parent_id, command["sweep_text"], SWEEP_FILE_ARTIFACT)
     return exp_id, parent_id
 
@@ -186,14 +272,18 @@ def child_entities(command: dict[str, Any], parent_id: str) -> tuple[dict[str, s
         TAG_PROBLEM: str(params.get("problem", "")),
         TAG_ATTEMPT: str(command["attempt"]),
         TAG_NODE: command.get("node") or "",
-        TAG_RUN_NAME: f"{params.get('problem', 'run')}-{command['run_key'][:8]}",
+        TAG_RUN_NAME: (child_run_name(params, command["varying"]) if "varying" in command  # journals of older coordinators
+                       else f"{params.get('problem', 'run')}-{command['run_key'][:8]}"),
+        **provenance(),
     }
     if command.get("trial") is not None:
         tags[TAG_TRIAL] = str(command["trial"])
     if record.get("reason"):
         tags[TAG_REASON] = _clip(record["reason"], _MAX_REASON)
-    logged = {key: _clip(value, _MAX_PARAM_VALUE) for key, value in params.items()}
+    logged = {key: _clip(value, _MAX_PARAM_VALUE) for key, value in own_parameters(params).items()}
     for key, value in (record.get("info") or {}).items():  # facts the run decided, beside the spec
+        if value is None or logged.get(key) == _clip(value, _MAX_PARAM_VALUE):
+            continue  # nothing decided, or the spec's own value again (mode, spectrum, ...)
         logged.setdefault(key if key not in params else f"info.{key}", _clip(value, _MAX_PARAM_VALUE))
     end = command["end_ms"]
     metrics = [Metric(k, float(v), end, 0) for k, v in record["scalars"].items() if _finite(v)]

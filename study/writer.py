@@ -84,6 +84,7 @@ class TrackingWriter:
         self._client: MlflowClient | None = None
         self._exp_id: str | None = None
         self._parent_id: str | None = None
+        self._varying = sweep.varying_axes  # names each child run (tracking.child_run_name)
         self._adopt_journal()
         self._thread = threading.Thread(target=self._loop, name=f"mlflow-writer-{sweep.name}", daemon=True)
         self._thread.start()
@@ -111,7 +112,7 @@ class TrackingWriter:
         end_ms = end_ms or tracking._now_ms()
         start_ms = start_ms or end_ms - int(1000 * record.get("wall_s", 0.0))
         self._put({"op": "run", "sweep": self.sweep.name, "run_key": run_key, "record": record, "attempt": attempt,
-                   "trial": trial, "node": node, "start_ms": start_ms, "end_ms": end_ms})
+                   "trial": trial, "node": node, "start_ms": start_ms, "end_ms": end_ms, "varying": self._varying})
 
     def end_sweep(self, status: str, metrics: dict[str, float]) -> None:
         self._put({"op": "sweep_end", "status": status, "metrics": metrics, "time_ms": tracking._now_ms()})

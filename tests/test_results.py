@@ -92,5 +92,5 @@ def test_results_cli_formats(store, run_cli, tmp_path):
     assert done.returncode == 0, done.stderr
     means = pd.read_parquet(out).set_index("x")["value_mean"]
     assert means.loc[1] == pytest.approx(0.01) and means.loc[3] == pytest.approx(4.01) and pd.isna(means.loc[5])
-    bad = run_cli("results", "toy", "--group-by", "kappa", "--tracking-uri", store)
+    bad = run_cli("results", "toy", "--group-by", "kappa", "--metric", "value", "--tracking-uri", store)
     assert bad.returncode == 2 and "kappa" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

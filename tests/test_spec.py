@@ -55,6 +55,14 @@ MALFORMED = {
         "name: a\nmethod: tpe\nbudget: {trials: 5}\nparameters: {problem: dugd, T: {distribution: uniform, min: 1, max: 9}}",
         "parameters.T: got uniform, expected int_uniform or categorical",
     ),
+    "seed true": ("name: a\nseeds: [true]\nparameters: {problem: probe}", "seeds: got [True], expected integer seeds, not booleans"),
+    "boolean parameter": ("name: a\nparameters: {problem: dugd, T: [4, true]}", "parameters.T: got 'true', expected a valid integer"),
+    "matrix_seed past numpy's": ("name: a\nparameters: {problem: dugd, matrix_seed: 4294967296}",
+                                 "parameters.matrix_seed: got 4294967296, expected less than or equal to 4294967295"),
+    "psor matrix_seed past numpy's": ("name: a\nparameters: {problem: psor, matrix_seed: [0, 99999999999999]}",
+                                      "parameters.matrix_seed: got 99999999999999, expected less than or equal to 4294967295"),
+    "empty text": ("", "sweep file: got an empty document, expected a mapping of sweep settings"),
+    "only a comment": ("# nothing yet\n", "sweep file: got an empty document, expected a mapping of sweep settings"),
     "distribution bound outside the field": (
         "name: a\nmethod: cmaes\nbudget: {trials: 5}\nparameters: {problem: dugd, kappa: {distribution: log_uniform, min: 0.5, max: 9}}",
         "parameters.kappa: got 0.5, expected greater than 1",
@@ -69,6 +77,24 @@ def test_malformed_sweep_is_one_line_naming_key_and_value(case):
         load_sweep(text)
     assert len(raised.value.errors) == 1, raised.value.errors
     assert raised.value.errors[0].startswith(expected), raised.value.errors
+
+
+def test_empty_sweep_file_is_reported_as_empty(run_cli, tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    done = run_cli("validate", "empty.yaml", timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: sweep file: got an empty document, expected a mapping of sweep settings (name, parameters, ...)"
+
+
+def test_matrix_seed_bound_is_what_the_matrix_builder_takes():
+    from workers.specs import MAX_MATRIX_SEED, DugdSpec
+    from workers.spectra import build_problem
+
+    assert build_problem(DugdSpec(n=4, m=8, matrix_seed=MAX_MATRIX_SEED)).lambda_min > 0  # the largest seed builds
+    import numpy as np
+
+    with pytest.raises(ValueError):
+        np.random.RandomState(MAX_MATRIX_SEED + 1)  # one past it is what numpy refuses at run time
 
 
 def test_every_error_is_reported_at_once():

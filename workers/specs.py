@@ -5,15 +5,40 @@ in study/spec.py, and by the workers themselves.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# numpy's RandomState (the authors' Gaussian matrix, the Haar rotation) takes seeds below 2**32.
+MAX_MATRIX_SEED = 2**32 - 1
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # "nan" / "inf" text too
 
     seed: int = Field(0, ge=0, description="training / sampling seed (the replicate axis)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: Any) -> Any:
+        # pydantic reads true as 1 for int / float fields, and no parameter here is a flag: hand a
+        # boolean on as its YAML spelling, which each field then refuses with its own expected type.
+        if isinstance(data, dict):
+            return {key: str(value).lower() if isinstance(value, bool) else value for key, value in data.items()}
+        return data
+
+    @classmethod
+    def inactive(cls, params: Mapping[str, Any]) -> set[str]:
+        """Fields a run with these parameters does not use (a feature switched off); none by default."""
+        return set()
+
+    @classmethod
+    def own_parameters(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters a run really has: no None (an absent option) and nothing of an unused feature.
+        `params` is a validated spec as a dict (model_dump); MLflow params of a child run are these."""
+        unused = cls.inactive(params)
+        return {key: value for key, value in params.items() if value is not None and key not in unused}
 
 
 class _MatrixProblem(_Spec):
@@ -24,7 +49,7 @@ class _MatrixProblem(_Spec):
     kappa: float | None = Field(None, gt=1.0, le=1e12, description="target condition number")
     spectrum: Literal["gaussian", "mp", "uniform", "loguniform"] = "gaussian"
     normalization: Literal["1/n", "1/m"] = "1/n"
-    matrix_seed: int = Field(12, ge=0)
+    matrix_seed: int = Field(12, ge=0, le=MAX_MATRIX_SEED)
     edges: Literal["exact", "mp"] = "exact"
 
 
@@ -49,6 +74,20 @@ class DugdSpec(_MatrixProblem):
     descent_epochs: int = Field(60, ge=1, le=1_000_000, description="primal-dual epochs (dual step each)")
     descent_batches_per_epoch: int = Field(10, ge=1, le=1_000_000, description="Adam steps per epoch")
 
+    @classmethod
+    def inactive(cls, params: Mapping[str, Any]) -> set[str]:
+        if params.get("descent_eps") is not None:
+            # Primal-dual training (workers/dugd_run._run_descending) is its own protocol in float64 on
+            # the eigenbasis; the run's info records the mode / training / dtype / device it used.
+            return {"mode", "training", "batches_per_generation", "eval_samples", "dtype", "device"}
+        unused = set(DESCENT_FIELDS)
+        if params.get("mode") == "expected":  # the exact expected loss: no batches, NumPy float64 on the CPU
+            unused |= {"batch_size", "dtype", "device"}
+        return unused
+
+
+DESCENT_FIELDS = ("descent_eps", "dual_lr", "descent_noise", "descent_epochs", "descent_batches_per_epoch")
+
 
 class ChgdSpec(_MatrixProblem):
     """Chebyshev-step GD against baselines, no training (domain.md §2.6)."""
@@ -56,7 +95,7 @@ class ChgdSpec(_MatrixProblem):
     problem: Literal["chgd"] = "chgd"
     m: int | None = Field(None, ge=2, le=100000,
                           description="measurements; without m and kappa, 3n/2 (CHGD_MSE.ipynb's 300x450)")
-    matrix_seed: int = Field(32, ge=0)
+    matrix_seed: int = Field(32, ge=0, le=MAX_MATRIX_SEED)
     T: int = Field(16, ge=1, le=1000)
     iterations: int = Field(100, ge=1, le=100000)
 
@@ -70,7 +109,7 @@ class PsorSpec(_Spec):
     T: int = Field(8, ge=1, le=1000)
     iterations: int = Field(25, ge=1, le=100000)
     omega: Literal["plain", "constant", "chebyshev", "learned"] = "chebyshev"
-    matrix_seed: int = Field(0, ge=0, description="instance seed (numpy default_rng)")
+    matrix_seed: int = Field(0, ge=0, le=MAX_MATRIX_SEED, description="instance seed (numpy default_rng)")
     eval_samples: int = Field(8, ge=1, le=100000, description="x0 samples averaged in error curves")
     x0_around: Literal["origin", "fixed_point"] = Field("origin", description="x0 = (0 or x*) + x0_scale·N(0, I)")
     x0_scale: float = Field(1.0, gt=0.0, le=1e6, description="small with x0_around=fixed_point: the local regime")
@@ -90,6 +129,18 @@ class PsorSpec(_Spec):
     train_depth: int | None = Field(None, ge=1, le=100000, description="deepest trained network; T when absent")
     omega_init: float = Field(1.0, gt=0.0, le=100.0)
 
+    @classmethod
+    def inactive(cls, params: Mapping[str, Any]) -> set[str]:
+        unused = set(ISTA_FIELDS if params.get("fixed_point") == "jacobi" else JACOBI_FIELDS)
+        if params.get("omega") != "learned":
+            unused |= set(LEARNED_OMEGA_FIELDS)
+        return unused
+
+
+JACOBI_FIELDS = ("entry_std", "rhs")
+ISTA_FIELDS = ("m", "sparsity", "lam", "beta", "noise_std")
+LEARNED_OMEGA_FIELDS = ("lr", "batch_size", "steps_per_depth", "train_depth", "omega_init")
+
 
 class ProbeSpec(_Spec):
     """A diagnostic run of known cost and outcome: for benchmarks and fault-injection tests."""
@@ -107,3 +158,9 @@ SPEC_CLASSES: dict[str, type[_Spec]] = {
     "psor": PsorSpec,
     "probe": ProbeSpec,
 }
+
+
+def own_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A validated spec's own parameters (see _Spec.own_parameters), for its problem."""
+    spec_class = SPEC_CLASSES.get(str(params.get("problem")), _Spec)
+    return spec_class.own_parameters(params)
