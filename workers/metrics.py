@@ -127,6 +127,27 @@ def heavy_ball_polynomials(
     )
 
 
+def semi_iterative_polynomials(eigenvalues: ArrayLike, step: float, weights: ArrayLike) -> Array:
+    """P_t(λ_i), t = 0..K, of the Chebyshev semi-iterative method with gradient step η and weights ω_t
+    (workers.chebyshev.semi_iterative_weights): a_t = ω_t η, b_t = ω_t − 1. ω_0 = 1, so x_{−1} is unused."""
+    omegas = np.asarray(weights, dtype=np.float64)
+    return momentum_polynomials(eigenvalues, omegas * step, omegas - 1.0, previous_factor=0.0)
+
+
+def semi_iterative_notebook_polynomials(eigenvalues: ArrayLike, step: float, weights: ArrayLike) -> Array:
+    """What CHGD_MSE.ipynb plots for its semi-iterative curve at t: t semi-iterative steps, then t more
+    plain GD steps of size ω_t η (the weight its loop holds after t updates), 2t gradient steps in all.
+
+    Row t = P_t^{SI}(λ) (1 − ω_t η λ)^t; `weights` needs K + 1 entries for rows t = 0..K.
+    """
+    omegas = np.asarray(weights, dtype=np.float64)
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    count = omegas.shape[0] - 1
+    semi = semi_iterative_polynomials(lam, step, omegas[:count])
+    t = np.arange(count + 1, dtype=np.float64)[:, None]
+    return semi * (1.0 - np.multiply.outer(omegas * step, lam)) ** t
+
+
 # --- Per-layer descent (domain.md §8 F) --------------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ class ChgdSpec(_MatrixProblem):
     matrix_seed: int = Field(32, ge=0)
     T: int = Field(16, ge=1, le=1000)
     iterations: int = Field(100, ge=1, le=100000)
+    x0_basis: Literal["eigen", "original"] = Field(
+        "eigen", description="x0 ~ N(1, I) in A's eigen coordinates (CHGD_MSE.ipynb) or in the original ones")
 
 
 class PsorSpec(_Spec):
