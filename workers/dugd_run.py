@@ -55,7 +55,7 @@ def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, floa
         "_second_kind": cheb.second_kind_steps(low, high, T),
         "_optimal": optimal_steps(lam, T, edges=(problem.lambda_min, problem.lambda_max)),
     }
-    scalars: dict[str, float] = {
+    scalars: dict[str, float | None] = {
         "lambda_min": problem.lambda_min,
         "lambda_max": problem.lambda_max,
         "kappa_realized": problem.kappa_realized,

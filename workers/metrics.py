@@ -162,10 +162,10 @@ def ascending_layers(curve: ArrayLike, threshold: float = 1.0) -> int:
     return int(np.sum(descent_ratios(curve) > threshold))
 
 
-def peak_intermediate_mse(curve: ArrayLike) -> float:
-    """max over the intermediate layers t = 1..T−1 of MSE_t (0 when T = 1: no intermediate layer)."""
+def peak_intermediate_mse(curve: ArrayLike) -> float | None:
+    """max over the intermediate layers t = 1..T−1 of MSE_t (None when T = 1: there is no such layer)."""
     values = np.asarray(curve, dtype=np.float64)
-    return float(np.max(values[1:-1])) if values.shape[0] > 2 else 0.0
+    return float(np.max(values[1:-1])) if values.shape[0] > 2 else None
 
 
 def contraction(curve: ArrayLike) -> float:
@@ -189,15 +189,16 @@ def zigzag_changes(steps: ArrayLike) -> int:
     return int(np.sum(signs[1:] != signs[:-1]))
 
 
-def kendall_tau_increasing(steps: ArrayLike) -> float:
-    """Kendall τ of |γ_t| against layer order: +1 increasing (natural Chebyshev order), −1 decreasing."""
+def kendall_tau_increasing(steps: ArrayLike) -> float | None:
+    """Kendall τ of |γ_t| against layer order: +1 increasing (natural Chebyshev order), −1 decreasing.
+    None when undefined (one layer, or all steps equal), not 0, which would read as "no order"."""
     from scipy.stats import kendalltau
 
     gammas = np.abs(np.asarray(steps, dtype=np.float64))
     if gammas.shape[0] < 2:
-        return 0.0
+        return None
     tau = kendalltau(np.arange(gammas.shape[0]), gammas).statistic
-    return float(tau) if np.isfinite(tau) else 0.0
+    return float(tau) if np.isfinite(tau) else None
 
 
 def steps_above(steps: ArrayLike, limit: float) -> int:
