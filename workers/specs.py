@@ -35,7 +35,9 @@ class DugdSpec(_MatrixProblem):
     T: int = Field(25, ge=1, le=1000)
     mode: Literal["dense", "eigen", "expected"] = "eigen"
     training: Literal["incremental", "full"] = "incremental"
-    init: float | Literal["random"] = 0.3
+    init: float | Literal["random", "auto"] = Field(
+        "auto", description="initial step of every layer: auto = 2/(λ_min+λ_max) of the reference edges, "
+                            "a number (the paper: 0.3), or random")
     lr: float = Field(0.002, gt=0.0, le=1e3)
     batch_size: int = Field(200, ge=1, le=100000)
     batches_per_generation: int = Field(500, ge=1, le=10_000_000)
