@@ -77,7 +77,7 @@ def run_one(
         table.add_column("field")
         table.add_column("value")
         for key, value in result.scalars.items():
-            table.add_row(key, f"{value:.6g}")
+            table.add_row(key, "not reached" if value is None else f"{value:.6g}")
         for key, values in result.series.items():
             shown = ", ".join(f"{v:.4g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
             table.add_row(key, f"[{shown}]")

@@ -92,6 +92,6 @@ def test_semi_iterative_weights_follow_the_notebook_recursion():
     for i in range(count):
         expected.append(omega)
         omega = 2 / (2 - rho**2) if i == 0 else 1 / (1 - rho**2 * omega / 4)
-    np.testing.assert_allclose(cheb.semi_iterative_weights(kappa, count), expected, rtol=1e-15)
+    np.testing.assert_allclose(cheb.semi_iterative_weights(rho, count), expected, rtol=1e-15)
     # the weights tend to the fixed point 2/(1 + √(1−ρ²))
-    assert cheb.semi_iterative_weights(kappa, 400)[-1] == pytest.approx(2 / (1 + math.sqrt(1 - rho**2)), rel=1e-10)
+    assert cheb.semi_iterative_weights(rho, 400)[-1] == pytest.approx(2 / (1 + math.sqrt(1 - rho**2)), rel=1e-10)

@@ -19,7 +19,7 @@ DESIGN_SERIES = ["learned_steps", "chebyshev_steps", "second_kind_steps", "optim
 
 
 def test_cli_runs_the_authors_full_protocol_in_eigen_mode(run_cli):
-    done = run_cli("run-one", "problem=dugd", "n=300", "m=600", "matrix_seed=12", "T=25", "mode=eigen", "--json")
+    done = run_cli("run-one", "problem=dugd", "n=300", "m=600", "matrix_seed=12", "T=25", "mode=eigen", "init=0.3", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "FINISHED"

@@ -119,7 +119,7 @@ def test_expand_fills_defaults_and_orders_seeds_innermost():
     assert len(points) == sweep.total_runs == 2 * 3 * 2
     assert [(p.params["n"], p.params["T"], p.params["seed"]) for p in points[:4]] == [(32, 4, 0), (32, 4, 1), (32, 8, 0), (32, 8, 1)]
     first = points[0].params
-    assert first["kappa"] == 10.0 and first["lr"] == 0.002 and first["init"] == 0.3 and first["training"] == "incremental"
+    assert first["kappa"] == 10.0 and first["lr"] == 0.002 and first["init"] == "auto" and first["training"] == "incremental"
     assert len({p.run_key for p in points}) == len(points)
     assert sweep.experiment_name == "grid-1"
 

@@ -7,7 +7,7 @@ All functions work in float64 numpy.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
 
@@ -75,24 +75,59 @@ def heavy_ball_parameters(lambda_min: float, lambda_max: float) -> tuple[float, 
     return float(step), float(momentum)
 
 
-def semi_iterative_weights(kappa: float, iterations: int) -> Array:
-    """ω_1..ω_K of the Chebyshev semi-iterative method (CHGD_MSE.ipynb), with η = 1/λ_max.
+def semi_iterative_weights(rho: float, iterations: int) -> Array:
+    """ω_0..ω_{K-1} of the Chebyshev semi-iterative method (Golub–Varga) for an iteration matrix
+    with spectrum in [−ρ, ρ]: ω_0 = 1, ω_1 = 2/(2 − ρ²), ω_{k+1} = 1/(1 − ρ² ω_k / 4).
 
-    ρ = 1 − 1/κ, ω_1 = 2/(2 − ρ²), ω_{k+1} = 1/(1 − ρ² ω_k / 4).
-    The update is x_{k+1} = ω_k (x_k − η∇f(x_k) − x_{k−1}) + x_{k−1}; with ω_0 = 1 for the first step.
+    The update is x_{k+1} = x_k − ω_k η∇f(x_k) + (ω_k − 1)(x_k − x_{k−1}); ω_0 = 1 makes x_{−1} irrelevant.
+    semi_iterative_parameters gives (η, ρ) for the optimal (centred) and the notebook's choices.
     """
-    rho = 1.0 - 1.0 / kappa
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"rho: expected 0 <= rho < 1, got {rho}")
     weights = np.empty(iterations, dtype=np.float64)
     omega = 1.0
     for k in range(iterations):
-        if k == 0:
-            omega = 1.0
-        elif k == 1:
+        if k == 1:
             omega = 2.0 / (2.0 - rho**2)
-        else:
+        elif k > 1:
             omega = 1.0 / (1.0 - rho**2 * omega / 4.0)
         weights[k] = omega
     return weights
+
+
+def semi_iterative_parameters(lambda_min: float, lambda_max: float, centred: bool = True) -> tuple[float, float]:
+    """(η, ρ) of the Chebyshev semi-iterative method on the spectrum [λ_min, λ_max].
+
+    centred (optimal): η = 2/(λ_min + λ_max), so I − ηA has spectrum [−ρ, ρ] with ρ = (κ−1)/(κ+1);
+    its error polynomial is then the minimax C_t((λ₊ − λ)/λ₋) / C_t(λ₊/λ₋) at every t.
+    centred=False is CHGD_MSE.ipynb's choice: η = 1/λ_max, ρ = 1 − 1/κ. I − ηA then has spectrum
+    [0, ρ], not [−ρ, ρ], so the recurrence is tuned to an interval twice too wide and converges slower.
+    """
+    _check_interval(lambda_min, lambda_max, 1)
+    kappa = lambda_max / lambda_min
+    if centred:
+        return optimal_constant_step(lambda_min, lambda_max), constant_step_rate(kappa)
+    return 1.0 / lambda_max, 1.0 - 1.0 / kappa
+
+
+def chebyshev_first_kind(degree: int, x: ArrayLike) -> Array:
+    """C_t(x): cos(t arccos x) for |x| ≤ 1, sign(x)^t cosh(t arccosh |x|) outside."""
+    values = np.asarray(x, dtype=np.float64)
+    inside = np.abs(values) <= 1.0
+    out = np.empty_like(values)
+    out[inside] = np.cos(degree * np.arccos(values[inside]))
+    outside = values[~inside]
+    out[~inside] = np.sign(outside) ** degree * np.cosh(degree * np.arccosh(np.abs(outside)))
+    return out
+
+
+def minimax_residual(eigenvalues: ArrayLike, lambda_min: float, lambda_max: float, degree: int) -> Array:
+    """P_t^Ch(λ) = C_t((λ₊ − λ)/λ₋) / C_t(λ₊/λ₋): the degree-t polynomial with P(0) = 1 of least
+    maximum on [λ_min, λ_max] (domain.md §2.2), the closed form of the optimal semi-iterative method."""
+    _check_interval(lambda_min, lambda_max, max(degree, 1))
+    plus, minus = (lambda_max + lambda_min) / 2, (lambda_max - lambda_min) / 2
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    return chebyshev_first_kind(degree, (plus - lam) / minus) / chebyshev_first_kind(degree, np.array(plus / minus))
 
 
 def _check_interval(lambda_min: float, lambda_max: float, T: int) -> None:

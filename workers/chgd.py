@@ -1,9 +1,18 @@
 """run_chgd(spec) -> Result: Chebyshev-step GD against its baselines, no training (domain.md §2.6).
 
 CHGD_MSE.ipynb protocol: x_0 ~ N(1, 1) per coordinate, x* = 0, metric E‖x_t‖² (not divided by n).
-With A = Q Λ Qᵀ, x_t = Q P_t(Λ) Qᵀ x_0, so E‖x_t‖² = Σ_i P_t(λ_i)² E[(Qᵀx_0)_i²], and
-(Qᵀx_0)_i = (Qᵀ1)_i + (Qᵀξ)_i with ξ ~ N(0, I) gives E[(Qᵀx_0)_i²] = (Qᵀ1)_i² + 1.
-Curves are float64 and analytic; the notebook averaged 10,000 samples instead.
+Every curve is Σ_i P_t(λ_i)² E[e_{0,i}²] in the eigenbasis of A = Q Λ Qᵀ, exact and float64 (the
+notebook averaged 10,000 unseeded samples). Where x_0 lives (`x0_basis`):
+- `eigen` (the notebook's): it iterates on A = diag(eig), so x_0 ~ N(1, I) is drawn in eigen
+  coordinates and every mode has E[e_{0,i}²] = 1 + 1 = 2;
+- `original`: x_0 ~ N(1, I) in the coordinates of H̃, so (Qᵀx_0)_i has mean (Qᵀ1)_i and
+  E[e_{0,i}²] = (Qᵀ1)_i² + 1.
+
+Curves (each polynomial recurrence lives in workers/metrics.py, each step rule in workers/chebyshev.py):
+chebyshev (T-periodic), gd (2/(λ_min+λ_max)), heavy_ball (textbook x_{−1} = x_0), heavy_ball_notebook
+(x_{−1} = 0 = x*, the notebook's start), semi_iterative (optimal centred Chebyshev semi-iteration),
+semi_iterative_uncentred (the notebook's recurrence, η = 1/λ_max, ρ = 1 − 1/κ, t steps) and
+semi_iterative_notebook (that recurrence plus its t extra GD steps: the value the notebook plots at t).
 """
 
 from __future__ import annotations
@@ -25,36 +34,50 @@ def chgd_problem(spec: ChgdSpec) -> Problem:
     return build_problem(spec)
 
 
-def initial_error_weights(problem: Problem) -> np.ndarray:
-    """E[(Qᵀx_0)_i²] = (Qᵀ1)_i² + 1 for x_0 ~ N(1, I), in the order of problem.eigenvalues."""
+def initial_error_weights(problem: Problem, x0_basis: str = "original") -> np.ndarray:
+    """E[(Qᵀx_0)_i²] for x_0 ~ N(1, I), in the order of problem.eigenvalues:
+    2 in every mode when x_0 is drawn in eigen coordinates, (Qᵀ1)_i² + 1 when in the original ones."""
+    if x0_basis == "eigen":
+        return np.full(problem.n, 2.0)
     projected_ones = problem.eigenvectors().T @ np.ones(problem.n)
     return projected_ones**2 + 1.0
 
 
-def chgd_curves(problem: Problem, T: int, iterations: int) -> dict[str, np.ndarray]:
-    """E‖x_t‖², t = 0..iterations, for periodic Chebyshev, optimal constant GD, heavy ball, semi-iterative."""
+def chgd_polynomials(problem: Problem, T: int, iterations: int) -> dict[str, np.ndarray]:
+    """P_t(λ_i), t = 0..iterations, of every method compared (rows t, columns the eigenvalues)."""
     lam = problem.eigenvalues
     low, high = problem.reference_edges
-    weights = initial_error_weights(problem)
     heavy_step, momentum = cheb.heavy_ball_parameters(low, high)
-    omegas = cheb.semi_iterative_weights(high / low, iterations)
-    polynomials = {
+    centred_step, centred_rho = cheb.semi_iterative_parameters(low, high, centred=True)
+    notebook_step, notebook_rho = cheb.semi_iterative_parameters(low, high, centred=False)
+    notebook_weights = cheb.semi_iterative_weights(notebook_rho, iterations + 1)
+    return {
         "chebyshev": metrics.residual_polynomials(cheb.chebyshev_steps(low, high, T), lam, iterations),
         "gd": metrics.residual_polynomials([cheb.optimal_constant_step(low, high)], lam, iterations),
-        # the notebook starts s_{−1} = 0 = x*, so e_{−1} = 0
-        "heavy_ball": metrics.heavy_ball_polynomials(lam, heavy_step, momentum, iterations, previous_factor=0.0),
-        # x_{k+1} = x_k − ω_k η ∇f + (ω_k − 1)(x_k − x_{k−1}), η = 1/λ_max; ω_0 = 1 makes e_{−1} irrelevant
-        "semi_iterative": metrics.momentum_polynomials(lam, omegas / high, omegas - 1.0, previous_factor=0.0),
+        "heavy_ball": metrics.heavy_ball_polynomials(lam, heavy_step, momentum, iterations, previous_factor=1.0),
+        "heavy_ball_notebook": metrics.heavy_ball_polynomials(
+            lam, heavy_step, momentum, iterations, previous_factor=0.0),
+        "semi_iterative": metrics.semi_iterative_polynomials(
+            lam, centred_step, cheb.semi_iterative_weights(centred_rho, iterations)),
+        "semi_iterative_uncentred": metrics.semi_iterative_polynomials(
+            lam, notebook_step, notebook_weights[:iterations]),
+        "semi_iterative_notebook": metrics.semi_iterative_notebook_polynomials(lam, notebook_step, notebook_weights),
     }
-    return {name: metrics.error_curve(values, weights) for name, values in polynomials.items()}
+
+
+def chgd_curves(problem: Problem, T: int, iterations: int, x0_basis: str = "eigen") -> dict[str, np.ndarray]:
+    """E‖x_t‖², t = 0..iterations, for every method of chgd_polynomials."""
+    weights = initial_error_weights(problem, x0_basis)
+    return {name: metrics.error_curve(values, weights)
+            for name, values in chgd_polynomials(problem, T, iterations).items()}
 
 
 def run_chgd(spec: ChgdSpec) -> Result:
     problem = chgd_problem(spec)
     low, high = problem.reference_edges
     kappa = high / low
-    curves = chgd_curves(problem, spec.T, spec.iterations)
-    scalars: dict[str, float] = {
+    curves = chgd_curves(problem, spec.T, spec.iterations, spec.x0_basis)
+    scalars: dict[str, float | None] = {
         "lambda_min": problem.lambda_min,
         "lambda_max": problem.lambda_max,
         "kappa_realized": problem.kappa_realized,
@@ -77,4 +100,5 @@ def run_chgd(spec: ChgdSpec) -> Result:
     )
     scalars.update(unrolling["scalars"])
     series.update(unrolling["series"])
-    return Result(params={}, scalars=scalars, series=series, info=problem.facts())
+    info = {**problem.facts(), "x0_basis": spec.x0_basis}
+    return Result(params={}, scalars=scalars, series=series, info=info)

@@ -11,7 +11,7 @@ import numpy as np
 
 from workers import chebyshev as cheb
 from workers import metrics
-from workers.dugd import Training, TrainingConfig, train
+from workers.dugd import Training, TrainingConfig, resolved_init, train
 from workers.optimal import optimal_steps
 from workers.result import Result
 from workers.specs import DugdSpec
@@ -38,6 +38,7 @@ def run_dugd(spec: DugdSpec) -> Result:
         "dtype": training.dtype,
         "device": training.device,
         "optimizer_reset": False,
+        "initial_step": resolved_init(spec.init, problem),  # what init=auto chose (or the number / "random")
     }
     if spec.mode == "eigen":
         info["eigen_sampling"] = "chi-square weights"
@@ -55,7 +56,7 @@ def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, floa
         "_second_kind": cheb.second_kind_steps(low, high, T),
         "_optimal": optimal_steps(lam, T, edges=(problem.lambda_min, problem.lambda_max)),
     }
-    scalars: dict[str, float] = {
+    scalars: dict[str, float | None] = {
         "lambda_min": problem.lambda_min,
         "lambda_max": problem.lambda_max,
         "kappa_realized": problem.kappa_realized,
@@ -184,7 +185,7 @@ def _run_descending(problem: Problem, spec: DugdSpec) -> Result:
     from workers.descending import train_descending
 
     outcome = train_descending(
-        problem.eigenvalues, T=spec.T, eps=spec.descent_eps, init=spec.init, lr=spec.lr,
+        problem.eigenvalues, T=spec.T, eps=spec.descent_eps, init=resolved_init(spec.init, problem), lr=spec.lr,
         batch_size=spec.batch_size, epochs=spec.descent_epochs, batches_per_epoch=spec.descent_batches_per_epoch,
         dual_lr=spec.dual_lr, noise=spec.descent_noise, seed=spec.seed,
     )

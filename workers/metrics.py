@@ -127,6 +127,27 @@ def heavy_ball_polynomials(
     )
 
 
+def semi_iterative_polynomials(eigenvalues: ArrayLike, step: float, weights: ArrayLike) -> Array:
+    """P_t(λ_i), t = 0..K, of the Chebyshev semi-iterative method with gradient step η and weights ω_t
+    (workers.chebyshev.semi_iterative_weights): a_t = ω_t η, b_t = ω_t − 1. ω_0 = 1, so x_{−1} is unused."""
+    omegas = np.asarray(weights, dtype=np.float64)
+    return momentum_polynomials(eigenvalues, omegas * step, omegas - 1.0, previous_factor=0.0)
+
+
+def semi_iterative_notebook_polynomials(eigenvalues: ArrayLike, step: float, weights: ArrayLike) -> Array:
+    """What CHGD_MSE.ipynb plots for its semi-iterative curve at t: t semi-iterative steps, then t more
+    plain GD steps of size ω_t η (the weight its loop holds after t updates), 2t gradient steps in all.
+
+    Row t = P_t^{SI}(λ) (1 − ω_t η λ)^t; `weights` needs K + 1 entries for rows t = 0..K.
+    """
+    omegas = np.asarray(weights, dtype=np.float64)
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    count = omegas.shape[0] - 1
+    semi = semi_iterative_polynomials(lam, step, omegas[:count])
+    t = np.arange(count + 1, dtype=np.float64)[:, None]
+    return semi * (1.0 - np.multiply.outer(omegas * step, lam)) ** t
+
+
 # --- Per-layer descent (domain.md §8 F) --------------------------------------------------------------
 
 
@@ -141,10 +162,10 @@ def ascending_layers(curve: ArrayLike, threshold: float = 1.0) -> int:
     return int(np.sum(descent_ratios(curve) > threshold))
 
 
-def peak_intermediate_mse(curve: ArrayLike) -> float:
-    """max over the intermediate layers t = 1..T−1 of MSE_t (0 when T = 1: no intermediate layer)."""
+def peak_intermediate_mse(curve: ArrayLike) -> float | None:
+    """max over the intermediate layers t = 1..T−1 of MSE_t (None when T = 1: there is no such layer)."""
     values = np.asarray(curve, dtype=np.float64)
-    return float(np.max(values[1:-1])) if values.shape[0] > 2 else 0.0
+    return float(np.max(values[1:-1])) if values.shape[0] > 2 else None
 
 
 def contraction(curve: ArrayLike) -> float:
@@ -168,15 +189,16 @@ def zigzag_changes(steps: ArrayLike) -> int:
     return int(np.sum(signs[1:] != signs[:-1]))
 
 
-def kendall_tau_increasing(steps: ArrayLike) -> float:
-    """Kendall τ of |γ_t| against layer order: +1 increasing (natural Chebyshev order), −1 decreasing."""
+def kendall_tau_increasing(steps: ArrayLike) -> float | None:
+    """Kendall τ of |γ_t| against layer order: +1 increasing (natural Chebyshev order), −1 decreasing.
+    None when undefined (one layer, or all steps equal), not 0, which would read as "no order"."""
     from scipy.stats import kendalltau
 
     gammas = np.abs(np.asarray(steps, dtype=np.float64))
     if gammas.shape[0] < 2:
-        return 0.0
+        return None
     tau = kendalltau(np.arange(gammas.shape[0]), gammas).statistic
-    return float(tau) if np.isfinite(tau) else 0.0
+    return float(tau) if np.isfinite(tau) else None
 
 
 def steps_above(steps: ArrayLike, limit: float) -> int:

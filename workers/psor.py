@@ -131,8 +131,8 @@ def run_psor(spec: PsorSpec) -> Result:
     """One PSOR run: error curves of every scheme (plus learned when omega=learned), spectral radii
     per period against the Chebyshev bound, and for learned ω its distance to the Chebyshev ω.
 
-    Sentinels (scalars must stay finite): first_roundoff_iteration = −1 when no iterate reaches
-    the round-off floor; period_contraction_max is absent when no complete period is above it."""
+    Never-reached events are None, not a number: first_roundoff_iteration when no iterate reaches
+    the round-off floor, period_contraction_max when no complete period is above it."""
     problem = build_problem(spec)
     lambda_min, lambda_max = problem.lambda_min, problem.lambda_max
     if not lambda_min > 0:
@@ -140,7 +140,7 @@ def run_psor(spec: PsorSpec) -> Result:
     kappa = lambda_max / lambda_min
     T = spec.T
     schedules = {name: scheme_omegas(name, lambda_min, lambda_max, T) for name in SCHEMES[:3]}
-    scalars: dict[str, float] = {
+    scalars: dict[str, float | None] = {
         "lambda_min": lambda_min,
         "lambda_max": lambda_max,
         "kappa_realized": kappa,
@@ -196,13 +196,12 @@ def run_psor(spec: PsorSpec) -> Result:
     # The closed-form envelope e_0 · bound^{k/T} (exact at period ends for a symmetric B).
     steps = np.arange(spec.iterations + 1)
     series["chebyshev_bound_curve"] = (chosen[0] * scalars["chebyshev_bound"] ** (steps / T)).tolist()
-    scalars["first_roundoff_iteration"] = float(np.argmax(roundoff)) if roundoff.any() else -1.0
+    scalars["first_roundoff_iteration"] = float(np.argmax(roundoff)) if roundoff.any() else None
     scalars["rho"] = scalars[f"rho_{spec.omega}"]
     scalars["rate"] = scalars[f"rate_{spec.omega}"]
     scalars["final_error"] = float(chosen[-1])
     scalars["sup_chebyshev"] = metrics.sup_on_interval(schedules["chebyshev"], lambda_min, lambda_max)
-    if contractions.size:
-        scalars["period_contraction_max"] = float(contractions.max())
+    scalars["period_contraction_max"] = float(contractions.max()) if contractions.size else None
     info = {"fixed_point": problem.name, "rng": "numpy default_rng(matrix_seed)", "omega_scheme": spec.omega}
     return Result(params={}, scalars=scalars, series=series, info=info)
 

@@ -10,18 +10,21 @@ from typing import Any, Literal
 @dataclass
 class Result:
     """What a run returns. `scalars` become MLflow metrics, `series` step-indexed metrics,
-    `info` short strings/flags (params-like facts the run decided, e.g. which edges were used)."""
+    `info` short strings/flags (params-like facts the run decided, e.g. which edges were used).
+
+    A scalar None means "never reached" (e.g. no iterate reached the round-off floor): it is no
+    number, so it is not logged, and aggregation over seeds counts only the runs that reached it."""
 
     params: dict[str, Any]
     status: Literal["FINISHED", "FAILED"] = "FINISHED"
     reason: str | None = None
-    scalars: dict[str, float] = field(default_factory=dict)
+    scalars: dict[str, float | None] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
 
     def non_finite_scalars(self) -> list[str]:
-        return [k for k, v in self.scalars.items() if not math.isfinite(v)]
+        return [k for k, v in self.scalars.items() if v is not None and not math.isfinite(v)]
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON view: status, reason, params, then every scalar, series and info field."""
@@ -41,6 +44,6 @@ class Result:
         return asdict(self)
 
 
-def _json_float(value: float) -> float | str:
-    # JSON has no NaN/Inf; keep them readable instead of emitting invalid JSON.
-    return value if math.isfinite(value) else str(value)
+def _json_float(value: float | None) -> float | str | None:
+    # JSON has no NaN/Inf; keep them readable instead of emitting invalid JSON. None ("not reached") is null.
+    return value if value is None or math.isfinite(value) else str(value)

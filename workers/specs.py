@@ -60,7 +60,9 @@ class DugdSpec(_MatrixProblem):
     T: int = Field(25, ge=1, le=1000)
     mode: Literal["dense", "eigen", "expected"] = "eigen"
     training: Literal["incremental", "full"] = "incremental"
-    init: float | Literal["random"] = 0.3
+    init: float | Literal["random", "auto"] = Field(
+        "auto", description="initial step of every layer: auto = 2/(λ_min+λ_max) of the reference edges, "
+                            "a number (the paper: 0.3), or random")
     lr: float = Field(0.002, gt=0.0, le=1e3)
     batch_size: int = Field(200, ge=1, le=100000)
     batches_per_generation: int = Field(500, ge=1, le=10_000_000)
@@ -98,6 +100,8 @@ class ChgdSpec(_MatrixProblem):
     matrix_seed: int = Field(32, ge=0, le=MAX_MATRIX_SEED)
     T: int = Field(16, ge=1, le=1000)
     iterations: int = Field(100, ge=1, le=100000)
+    x0_basis: Literal["eigen", "original"] = Field(
+        "eigen", description="x0 ~ N(1, I) in A's eigen coordinates (CHGD_MSE.ipynb) or in the original ones")
 
 
 class PsorSpec(_Spec):

@@ -76,7 +76,7 @@ def curse_of_unrolling(
     Returns {"scalars": {...}, "series": {"jacobian_error": [J_0..J_T]}} with scalars
     - max_abs_dpoly: max |P_T'| on [λ_min, λ_max] (the interval defaults to the eigenvalue range);
     - burn_in_index t_b = argmax_t J_t and jacobian_peak = J_{t_b};
-    - jacobian_recovery_index: the first t ≥ max(t_b, 1) with J_t ≤ J_0, or −1 if none within T;
+    - jacobian_recovery_index: the first t ≥ max(t_b, 1) with J_t ≤ J_0, None if none within T;
     - jacobian_error_final = J_T and jacobian_error_ratio = J_T / J_0.
     """
     lam = np.asarray(eigenvalues, dtype=np.float64)
@@ -85,12 +85,12 @@ def curse_of_unrolling(
     errors = jacobian_errors(steps, lam, x_star)
     burn_in = int(np.argmax(errors))
     later = np.flatnonzero(errors[max(burn_in, 1):] <= errors[0])
-    recovery = int(later[0]) + max(burn_in, 1) if later.size else -1
+    recovery = float(later[0] + max(burn_in, 1)) if later.size else None  # None: never recovers within T
     scalars = {
         "max_abs_dpoly": max_abs_derivative(steps, low, high, grid_points),
         "burn_in_index": float(burn_in),
         "jacobian_peak": float(errors[burn_in]),
-        "jacobian_recovery_index": float(recovery),
+        "jacobian_recovery_index": recovery,
         "jacobian_error_final": float(errors[-1]),
         "jacobian_error_ratio": float(errors[-1] / errors[0]),
     }
