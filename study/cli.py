@@ -16,6 +16,7 @@ from study.errors import StudyInputError, describe_validation_error
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress bars garble the terminal
 
+EXIT_WRITES_PENDING = 75  # EX_TEMPFAIL: the store was down; the journal keeps the writes for a resubmission
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deep-unfolding study service.")
 
 
@@ -152,6 +153,8 @@ def submit(
     typer.echo(summary_text(summary, sweep.metric.name))
     if summary.status == "KILLED":
         raise typer.Exit(130)
+    if summary.spool:  # the runs are done but the store did not take them all: not a success
+        raise typer.Exit(EXIT_WRITES_PENDING)
 TRACKING_URI = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store (default: ./mlflow.db)")
 
 

@@ -47,6 +47,8 @@ class Progress:
     eta_s: float | None
     best: float | None
     outage: str | None
+    writes_pending: int = 0  # runs still to write to MLflow (shown once the runs are done)
+    writes_eta_s: float | None = None
 
 
 @dataclass
@@ -62,7 +64,8 @@ class SweepSummary:
     best: float | None = None
     best_params: dict[str, Any] | None = None
     outage: str | None = None
-    spool: str | None = None  # set when writes are still waiting in the spool
+    spool: str | None = None  # set when writes are still waiting in the journal (the store was down)
+    writes_pending: int = 0  # how many of them
     rejected_writes: list[str] = field(default_factory=list)
     tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
     compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
@@ -325,6 +328,14 @@ class _Coordinator:
         outage = self.writer.outage or self.startup_outage
         self.on_progress(Progress(self.total, done, self._running(), self.failed, self._skipped(), eta, self.best, outage))
 
+    def _report_writes(self, pending: int, seconds_left: float | None) -> None:
+        """Progress while the last runs are written to MLflow (after the last result came back)."""
+        if self.on_progress is None:
+            return
+        done = self.finished + self.failed
+        self.on_progress(Progress(getattr(self, "total", 0), done, 0, self.failed, self._skipped(), 0.0, self.best,
+                                  self.writer.outage, writes_pending=pending, writes_eta_s=seconds_left))
+
     def _skipped(self) -> int:
         """Runs not run here: finished before, or (search) a new trial's point that already ran."""
         return self.skipped + getattr(getattr(self, "source", None), "reused", 0)
@@ -339,7 +350,8 @@ class _Coordinator:
             metrics[names.METRIC_BEST_PREFIX + self.sweep.metric.name] = self.best
         self.writer.end_sweep(status, metrics)
         outage = self.writer.outage
-        flushed = self.writer.close(timeout_s=float(os.environ.get("STUDY_FLUSH_TIMEOUT_S", "60")))
+        flushed = self.writer.close(on_progress=self._report_writes)
+        pending = 0 if flushed else self.writer.pending()
         total = getattr(self, "total", 0)
         return SweepSummary(
             sweep=self.sweep.name,
@@ -352,8 +364,9 @@ class _Coordinator:
             wall_s=time.monotonic() - self.started,
             best=self.best,
             best_params=self.best_params,
-            outage=None if flushed else (self.writer.outage or outage),
+            outage=None if flushed else (self.writer.outage or outage or "tracking store did not take the writes"),
             spool=None if flushed else str(self.writer.spool),
+            writes_pending=pending,
             rejected_writes=list(self.writer.rejected),
             tasks=self.tasks,
             compute_s=self.compute_s,

@@ -49,3 +49,17 @@ FIGURES_ARTIFACT_DIR = "figures"
 METRIC_RUNS_FINISHED = "runs_finished"
 METRIC_RUNS_FAILED = "runs_failed"
 METRIC_BEST_PREFIX = "best_"
+METRIC_RESULTS_ROWS = "results_rows"  # rows in the sweep's results table (study.results_table)
+
+# The sweep's results table: Parquet parts among the parent run's artifacts.
+RESULTS_TABLE_DIR = "results"
+TAG_RESULTS_GENERATION = "study.results_generation"  # which set of parts is current
+
+# The step-indexed curves logged as MLflow metrics (what a researcher charts in the UI); every other
+# curve of a Result stays in its result.json artifact unless the sweep file says `tracking: {curves: all}`.
+CHARTED_CURVES = frozenset({
+    "learned_steps", "chebyshev_steps",  # DUGD: learned vs Chebyshev step sizes (layer order)
+    "mse_curve", "mse_curve_chebyshev",  # DUGD: MSE after t steps, learned vs Chebyshev
+    "error_curve", "chebyshev_bound_curve", "learned_omega", "chebyshev_omega",  # PSOR
+    "error_curve_chebyshev", "error_curve_gd",  # CHGD against its baseline
+})

@@ -19,9 +19,16 @@ def format_duration(seconds: float | None) -> str:
 
 
 def render(progress: Progress, metric: str) -> Text:
-    """done / running / failed / skipped, ETA, best so far; a red warning during a tracking outage."""
+    """done / running / failed / skipped, ETA, best so far; a red warning during a tracking outage.
+    Once the runs are done and writes remain: how many, and how long they will take."""
     todo = progress.total - progress.skipped
     line = Text()
+    if progress.writes_pending:
+        left = f", ~{format_duration(progress.writes_eta_s)} left" if progress.writes_eta_s is not None else ""
+        line.append(f"{progress.done}/{todo} done; writing {progress.writes_pending:,} runs to MLflow{left}", style="bold")
+        if progress.outage:
+            line.append(f"\nwarning: {progress.outage}", style="bold red")
+        return line
     line.append(f"{progress.done}/{todo} done", style="bold")
     line.append(f"  {progress.running} running  ")
     line.append(f"{progress.failed} failed", style="red" if progress.failed else "")
@@ -63,7 +70,8 @@ def summary_text(summary: SweepSummary, metric: str) -> str:
     if summary.best is not None:
         lines.append(f"best {metric}: {summary.best:.6g} at {summary.best_params}")
     if summary.spool:
-        lines.append(f"warning: {summary.outage}; resubmit the sweep to replay {summary.spool}")
+        lines.append(f"error: {summary.outage}; {summary.writes_pending:,} writes wait in the journal: "
+                     f"resubmit the sweep when the store is back to replay {summary.spool}")
     if summary.rejected_writes:
         lines.append(f"warning: MLflow rejected {len(summary.rejected_writes)} writes, e.g. {summary.rejected_writes[0]}")
     return "\n".join(lines)

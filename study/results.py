@@ -16,6 +16,8 @@ import pandas as pd
 
 from study.names import KIND_SWEEP, TAG_KIND as KIND_TAG, TAG_REASON as REASON_TAG, TAG_RUN_KEY as RUN_KEY_TAG
 from study.names import TAG_SWEEP_ID as SWEEP_TAG
+from study import results_table
+from study.names import METRIC_RESULTS_ROWS, TAG_RESULTS_GENERATION
 
 
 class SweepNotFound(LookupError):
@@ -40,20 +42,23 @@ def parent_runs(tracking_uri: str | None = None, sweep: str | None = None) -> pd
     return mlflow.search_runs(search_all_experiments=True, filter_string=query, order_by=["attributes.start_time DESC"])
 
 
-def load_results(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
+def load_results(sweep: str, tracking_uri: str | None = None, *, from_store: bool = False) -> pd.DataFrame:
     """One row per run point of the sweep: parameters (typed), result metrics, status and reason.
 
     When a point ran more than once (a failure re-run on resubmission), the FINISHED attempt wins,
-    else the latest one.
+    else the latest one. Read from the sweep's results table (study.results_table) when it is
+    complete, else (or with from_store) from the store's runs.
     """
     parents = parent_runs(tracking_uri, sweep)
     if parents.empty:
         raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
-    runs = mlflow.search_runs(
-        experiment_ids=sorted(set(parents["experiment_id"])),
-        filter_string=f"tags.`{SWEEP_TAG}` = {_quote(sweep)}",
-    )
-    runs = runs[~runs["run_id"].isin(parents["run_id"])]
+    runs = None if from_store else _results_table(parents)
+    if runs is None:
+        runs = mlflow.search_runs(
+            experiment_ids=sorted(set(parents["experiment_id"])),
+            filter_string=f"tags.`{SWEEP_TAG}` = {_quote(sweep)}",
+        )
+        runs = runs[~runs["run_id"].isin(parents["run_id"])]
     if runs.empty:
         return pd.DataFrame(columns=["run_id", "run_key", "status", "reason"])
     runs = runs.assign(_finished=runs["status"].eq("FINISHED")).sort_values(["_finished", "end_time"])
@@ -71,6 +76,15 @@ def load_results(sweep: str, tracking_uri: str | None = None) -> pd.DataFrame:
     params = params.apply(_typed)
     frame = pd.concat([frame, params, metrics.drop(columns=[c for c in metrics if c in params])], axis=1)
     return frame.sort_values("run_key").reset_index(drop=True)
+
+
+def _results_table(parents: pd.DataFrame) -> pd.DataFrame | None:
+    """The table of the sweep's (first) parent run, if it has a complete one."""
+    parent = parents.sort_values("start_time").iloc[0]
+    rows = parent.get(f"metrics.{METRIC_RESULTS_ROWS}")
+    generation = parent.get(f"tags.{TAG_RESULTS_GENERATION}")
+    return results_table.read(parent["artifact_uri"], parent["status"], rows,
+                              None if generation is None or pd.isna(generation) else generation)
 
 
 def _typed(column: pd.Series) -> pd.Series:

@@ -58,6 +58,12 @@ class Resources(_Strict):
     num_gpus: float = Field(0, ge=0, le=64)
 
 
+class Tracking(_Strict):
+    # charted: scalars plus the curves a researcher charts (study.names.CHARTED_CURVES) as MLflow
+    # metrics, the rest in result.json; all: every curve as step-indexed metrics (about 4x the rows).
+    curves: Literal["charted", "all"] = "charted"
+
+
 class Distribution(_Strict):
     """A search-space entry: uniform / log_uniform / int_uniform over [min, max], or categorical values."""
 
@@ -103,6 +109,7 @@ class Sweep(_Strict):
     resources: Resources = Resources()
     max_retries: int = Field(2, ge=0, le=100)
     timeout_s: float | None = Field(None, gt=0)
+    tracking: Tracking = Tracking()
     # The text the sweep was loaded from (logged as the parent run's sweep.yaml artifact).
     _source_text: str = PrivateAttr("")
 

@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,7 +37,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from study.names import (  # noqa: F401 - re-exported
-    EXPERIMENT_KIND_RUNS, KIND_RUN, KIND_SWEEP, FIGURES_ARTIFACT_DIR, RESULT_ARTIFACT, SWEEP_FILE_ARTIFACT,
+    CHARTED_CURVES, EXPERIMENT_KIND_RUNS, KIND_RUN, KIND_SWEEP, METRIC_RESULTS_ROWS, TAG_RESULTS_GENERATION, FIGURES_ARTIFACT_DIR, RESULT_ARTIFACT, SWEEP_FILE_ARTIFACT,
     TAG_ATTEMPT, TAG_EXPERIMENT_KIND, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_METHOD, TAG_NODE, TAG_PARENT,
     TAG_PROBLEM, TAG_REASON, TAG_RUN_KEY, TAG_RUN_NAME, TAG_SWEEP_ID, TAG_TRIAL, TAG_VERSION_PREFIX, TAG_VERSIONS,
 )
@@ -229,29 +230,52 @@ def sweep_history(sweep: Any, tracking_uri: str | None = None) -> tuple[dict[str
 # --- writes (called from the writer thread only) ----------------------------------------------
 
 
-def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str, Any]) -> tuple[str, str]:
+@dataclass
+class SweepStart:
+    """What the writer needs of a sweep's parent run once the sweep started."""
+
+    experiment_id: str
+    parent_id: str
+    artifact_location: str  # the experiment's (child runs' artifacts go under it)
+    table_generation: int  # the parent's results table (study.results_table), as found
+    table_rows: int | None  # None: no table, or one that cannot be trusted (the parent was left RUNNING)
+    table_parts: int
+
+
+def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str, Any]) -> SweepStart:
     """Find or create the experiment and the parent run; mark it RUNNING; log the sweep file.
     Children a killed coordinator left RUNNING (created, never terminated) are marked FAILED."""
+    from study import results_table
+
     exp_id = experiment_id(client, command["experiment"], tracking_uri, create=True)
     mark_experiment_kind(client, exp_id)
     runs = list(sweep_runs(client, exp_id, command["sweep"], kind=KIND_SWEEP))
+    generation, rows, parts = 0, None, 0
     if runs:
-        parent_id = min(runs, key=lambda run: run.info.start_time).info.run_id
+        parent = min(runs, key=lambda run: run.info.start_time)
+        parent_id = parent.info.run_id
+        generation = int(parent.data.tags.get(TAG_RESULTS_GENERATION, 0))
+        if parent.info.status != "RUNNING" and METRIC_RESULTS_ROWS in parent.data.metrics:
+            rows = int(parent.data.metrics[METRIC_RESULTS_ROWS])
+            parts = results_table.parts_of(client, parent)
         client.update_run(parent_id, status="RUNNING")
         for orphan in sweep_runs(client, exp_id, command["sweep"], status="RUNNING"):
             client.set_tag(orphan.info.run_id, TAG_REASON, "coordinator stopped while logging this run")
             client.set_terminated(orphan.info.run_id, "FAILED")
+            rows = None  # the orphan changed status: the table row (if any) is stale
     else:
         tags = {TAG_SWEEP_ID: command["sweep"], TAG_KIND: KIND_SWEEP, TAG_METHOD: command["method"], TAG_RUN_NAME: command["sweep"]}
         parent_id = client.create_run(exp_id, start_time=command["time_ms"], tags=tags).info.run_id
         params = [Param(key[:250], _clip(value, _MAX_PARAM_VALUE)) for key, value in command["params"].items()]
         for start in range(0, len(params), _MAX_PARAMS_PER_BATCH):
             client.log_batch(parent_id, params=params[start : start + _MAX_PARAMS_PER_BATCH])
+        rows = 0  # a new sweep: its table starts empty and complete
     # The code and environment of the latest submission (each child records its own as well).
     versions = {f"{TAG_VERSION_PREFIX}{name}": version for name, version in package_versions().items()}
     client.log_batch(parent_id, tags=[RunTag(key, value) for key, value in {**provenance(), **versions}.items()])
     client.log_text(parent_id, command["sweep_text"], SWEEP_FILE_ARTIFACT)
-    return exp_id, parent_id
+    location = client.get_experiment(exp_id).artifact_location
+    return SweepStart(exp_id, parent_id, location, generation, rows, parts)
 
 
 def apply_sweep_end(client: MlflowClient, parent_id: str, command: dict[str, Any]) -> None:
@@ -260,8 +284,9 @@ def apply_sweep_end(client: MlflowClient, parent_id: str, command: dict[str, Any
     client.set_terminated(parent_id, command["status"], end_time=command["time_ms"])
 
 
-def child_entities(command: dict[str, Any], parent_id: str) -> tuple[dict[str, str], list[Param], list[Metric]]:
-    """Tags, params and metrics of one child run, from a run command (see TrackingWriter.log_run)."""
+def child_entities(command: dict[str, Any], parent_id: str) -> tuple[dict[str, str], dict[str, str], list[Metric]]:
+    """Tags, params and metrics of one child run, from a run command (see TrackingWriter.log_run).
+    Curves: the charted ones (CHARTED_CURVES) unless the command says curves = all."""
     record = command["record"]
     params = record["params"]
     tags = {
@@ -288,25 +313,61 @@ def child_entities(command: dict[str, Any], parent_id: str) -> tuple[dict[str, s
     end = command["end_ms"]
     metrics = [Metric(k, float(v), end, 0) for k, v in record["scalars"].items() if _finite(v)]
     metrics.append(Metric("wall_s", float(record["wall_s"]), end, 0))
+    every_curve = command.get("curves") == "all"
     for name, values in (record.get("series") or {}).items():
-        metrics += [Metric(name, float(v), end, step) for step, v in enumerate(values) if _finite(v)]
-    return tags, [Param(k[:250], v) for k, v in logged.items()], metrics
+        if every_curve or name in CHARTED_CURVES:
+            metrics += [Metric(name, float(v), end, step) for step, v in enumerate(values) if _finite(v)]
+    return tags, {k[:250]: v for k, v in logged.items()}, metrics
 
 
-def apply_run(client: MlflowClient, tracking_uri: str, exp_id: str, parent_id: str, command: dict[str, Any]) -> str:
-    """Create, fill and terminate one child run in one go."""
+def latest_values(metrics: list[Metric]) -> dict[str, float]:
+    """Each metric's latest value, as MLflow keeps it (highest (step, timestamp, value))."""
+    latest: dict[str, tuple[int, int, float]] = {}
+    for metric in metrics:
+        entry = (metric.step, metric.timestamp, metric.value)
+        if metric.key not in latest or entry > latest[metric.key]:
+            latest[metric.key] = entry
+    return {key: value for key, (_, _, value) in latest.items()}
+
+
+def apply_run(client: MlflowClient, tracking_uri: str, exp_id: str, parent_id: str, command: dict[str, Any]) -> dict[str, Any]:
+    """Create, fill and terminate one child run through the client; returns its results-table row."""
+    from study import results_table
+
     tags, params, metrics = child_entities(command, parent_id)
     run = client.create_run(exp_id, start_time=command["start_ms"], tags=tags)
     run_id = run.info.run_id
-    for batch_params, batch_metrics in _batches(params, metrics):
+    for batch_params, batch_metrics in _batches([Param(k, v) for k, v in params.items()], metrics):
         client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
-    record = dict(command["record"])
+    _log_run_artifacts(run.info.artifact_uri, tracking_uri, command["record"])
+    client.set_terminated(run_id, command["record"]["status"], end_time=command["end_ms"])
+    return results_table.row(run_id, command["record"]["status"], command["end_ms"], tags, params, latest_values(metrics))
+
+
+def apply_runs_bulk(store: Any, tracking_uri: str, start: SweepStart, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Many child runs, whole, in one transaction of a SQL store (study.bulk); returns their table rows.
+    Artifacts first: a run visible in the store always has its result.json."""
+    from study import bulk, results_table
+
+    children, rows = [], []
+    for command in commands:
+        tags, params, metrics = child_entities(command, start.parent_id)
+        run_id, status = command["run_id"], command["record"]["status"]
+        _log_run_artifacts(bulk.artifact_uri(start.artifact_location, run_id), tracking_uri, command["record"])
+        children.append(bulk.ChildRun(run_id, start.experiment_id, tags[TAG_RUN_NAME], status, command["start_ms"],
+                                      command["end_ms"], tags, params,
+                                      [(m.key, m.value, m.timestamp, m.step) for m in metrics]))
+        rows.append(results_table.row(run_id, status, command["end_ms"], tags, params, latest_values(metrics)))
+    bulk.insert_runs(store, children, start.artifact_location)
+    return rows
+
+
+def _log_run_artifacts(artifact_uri: str, tracking_uri: str, record: dict[str, Any]) -> None:
+    record = dict(record)
     figures = record.pop("figures", None)  # base64 PNGs rendered in the Ray task (study.plots.record_figures)
-    log_text_artifact(run.info.artifact_uri, tracking_uri, json.dumps(Result.from_dict(record).to_dict()), RESULT_ARTIFACT)
+    log_text_artifact(artifact_uri, tracking_uri, json.dumps(Result.from_dict(record).to_dict()), RESULT_ARTIFACT)
     if figures:
-        log_figures(run.info.artifact_uri, tracking_uri, figures)
-    client.set_terminated(run_id, record["status"], end_time=command["end_ms"])
-    return run_id
+        log_figures(artifact_uri, tracking_uri, figures)
 
 
 def log_text_artifact(artifact_uri: str, tracking_uri: str, text: str, name: str) -> None:

@@ -264,6 +264,7 @@ def test_fuzzed_queries_over_http_are_never_500(frame, service):
 @settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(name_lists, name_lists, wheres)
 def test_fuzzed_cli_queries_exit_0_or_2_without_traceback(store, frame, run_cli, group_by, metric, where):
+    group_by, metric, where = (text.replace("\x00", "") for text in (group_by, metric, where))  # argv cannot carry NUL
     done = run_cli("results", "grid-q", "--group-by", group_by, "--metric", metric, "--where", where,
                    "--format", "json", "--tracking-uri", store["uri"], timeout=120)
     assert "Traceback" not in done.stderr + done.stdout

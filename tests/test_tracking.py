@@ -41,7 +41,8 @@ def test_batches_respect_mlflow_limits():
 
 
 def test_big_run_lands_whole_and_lookups_paginate(mlflow_uri, monkeypatch):
-    sweep = load_sweep("name: pages\nseeds: [0, 1, 2, 3]\nparameters: {problem: probe, x: [0, 1]}")
+    # curves: all, so the probe's long "curve" is logged as step-indexed metrics (it is not a charted one)
+    sweep = load_sweep("name: pages\nseeds: [0, 1, 2, 3]\ntracking: {curves: all}\nparameters: {problem: probe, x: [0, 1]}")
     writer = TrackingWriter(sweep, mlflow_uri)
     writer.start_sweep()
     for index, point in enumerate(sweep.expand()):
