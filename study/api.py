@@ -24,11 +24,12 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from study import names
 from study.errors import StudyInputError
+from study.read_cache import FinishedSweeps
 
 log = logging.getLogger("study.api")
 
@@ -230,6 +231,7 @@ def _one_line_request_errors(error: RequestValidationError) -> list[str]:
 
 def create_app(config: ServiceConfig) -> FastAPI:
     service = SweepService(config)
+    finished = FinishedSweeps(config.tracking_uri)  # answers about terminated sweeps, not recomputed per request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -294,6 +296,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         # A trailing newline makes load_sweep read the body as text, never as a path on this host.
         sweep = load_sweep(text if text.endswith("\n") else text + "\n")
         record = service.start(sweep)
+        finished.forget(sweep.name)
         return {"id": record.sweep_id, "state": record.state, "runs": sweep.total_runs}
 
     @app.get("/sweeps", dependencies=authorized)
@@ -314,7 +317,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         record = service.get(sweep_id)
         if record is not None:
             return record.view()
-        return stored_status(sweep_id, config.tracking_uri)
+        return finished.answer(sweep_id, "status", lambda: stored_status(sweep_id, config.tracking_uri))
 
     @app.post("/sweeps/{sweep_id}/cancel", status_code=202, dependencies=authorized)
     def cancel_sweep(sweep_id: str) -> dict[str, Any]:
@@ -329,10 +332,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
         runs: bool = Query(False, description="one row per run: parameters, seed, metrics, status, reason, run id"),
         format: Literal["json", "csv"] = "json",
     ) -> Response:
-        frame = results_frame(sweep_id, group_by or [], metric or [], config.tracking_uri, where=where or [], runs=runs)
-        if format == "csv":
-            return PlainTextResponse(frame.to_csv(index=False), media_type="text/csv")
-        return Response(frame.to_json(orient="records", double_precision=15), media_type="application/json")
+        def body() -> str:
+            frame = results_frame(sweep_id, group_by or [], metric or [], config.tracking_uri, where=where or [], runs=runs)
+            return frame.to_csv(index=False) if format == "csv" else frame.to_json(orient="records", double_precision=15)
+
+        question = ("results", tuple(group_by or ()), tuple(metric or ()), tuple(where or ()), runs, format)
+        text = body() if service.get(sweep_id) is not None and service.get(sweep_id).state in ("running", "cancelling") \
+            else finished.answer(sweep_id, question, body)
+        return Response(text, media_type="text/csv" if format == "csv" else "application/json")
 
     return app
 

@@ -27,7 +27,7 @@ from mlflow.entities import LifecycleStage, SourceType
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.uri import append_to_uri_path
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -92,8 +92,9 @@ def insert_runs(store: SqlAlchemyStore, runs: Sequence[ChildRun], artifact_locat
         latest_rows += [{"key": key, "value": value, "timestamp": timestamp, "step": step, "is_nan": False,
                          "run_uuid": run.run_id} for key, (step, timestamp, value) in latest.items()]
     with store.ManagedSessionMaker() as session:  # commits on exit, rolls back on error
+        connection = session.connection()  # Core executemany: the ORM's per-row bookkeeping is most of the cost
         for model, rows in ((SqlRun, run_rows), (SqlTag, tag_rows), (SqlParam, param_rows),
                             (SqlMetric, metric_rows), (SqlLatestMetric, latest_rows)):
             for start in range(0, len(rows), 5000):
                 if rows[start : start + 5000]:
-                    session.execute(insert(model), rows[start : start + 5000])
+                    connection.execute(model.__table__.insert(), rows[start : start + 5000])

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import mlflow
 import pandas as pd
 
-from study.names import KIND_SWEEP, TAG_KIND as KIND_TAG, TAG_REASON as REASON_TAG, TAG_RUN_KEY as RUN_KEY_TAG
+from study.names import KIND_RUN, KIND_SWEEP, TAG_KIND as KIND_TAG, TAG_REASON as REASON_TAG, TAG_RUN_KEY as RUN_KEY_TAG
 from study.names import TAG_SWEEP_ID as SWEEP_TAG
 from study import results_table
 from study.names import METRIC_RESULTS_ROWS, TAG_RESULTS_GENERATION
@@ -56,9 +56,8 @@ def load_results(sweep: str, tracking_uri: str | None = None, *, from_store: boo
     if runs is None:
         runs = mlflow.search_runs(
             experiment_ids=sorted(set(parents["experiment_id"])),
-            filter_string=f"tags.`{SWEEP_TAG}` = {_quote(sweep)}",
+            filter_string=f"tags.`{SWEEP_TAG}` = {_quote(sweep)} AND tags.`{KIND_TAG}` = '{KIND_RUN}'",
         )
-        runs = runs[~runs["run_id"].isin(parents["run_id"])]
     if runs.empty:
         return pd.DataFrame(columns=["run_id", "run_key", "status", "reason"])
     runs = runs.assign(_finished=runs["status"].eq("FINISHED")).sort_values(["_finished", "end_time"])

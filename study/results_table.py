@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pandas as pd
 
@@ -112,18 +114,21 @@ def read(artifact_uri: str, status: str, rows: float | None, generation: str | N
     TAG_RESULTS_GENERATION), if complete; None where the store must be read instead."""
     if status == "RUNNING" or rows is None or generation is None or rows != rows:  # NaN: no such metric
         return None
-    from mlflow.artifacts import download_artifacts
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars on a results query
     prefix = f"g{int(generation):04d}-"
     repository = get_artifact_repository(artifact_uri)
     names = sorted(info.path for info in repository.list_artifacts(RESULTS_TABLE_DIR)
                    if Path(info.path).name.startswith(prefix))
+    local_root = urlparse(artifact_uri)
     frames = []
     with tempfile.TemporaryDirectory() as directory:
         for name in names:
-            local = download_artifacts(artifact_uri=f"{artifact_uri.rstrip('/')}/{name}", dst_path=directory)
-            frames.append(pd.read_parquet(local))
+            if local_root.scheme == "file":  # beside an embedded store: read in place
+                frames.append(pd.read_parquet(Path(url2pathname(local_root.path)) / name))
+            else:
+                frames.append(pd.read_parquet(repository.download_artifacts(name, directory)))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "status", "end_time"])
     if len(table) != int(rows):
         return None  # a part missing or an extra one: not the table the parent counted

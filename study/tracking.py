@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
 from mlflow import MlflowClient
@@ -371,7 +372,14 @@ def _log_run_artifacts(artifact_uri: str, tracking_uri: str, record: dict[str, A
 
 
 def log_text_artifact(artifact_uri: str, tracking_uri: str, text: str, name: str) -> None:
-    """client.log_text without its get_run round trip (we have the artifact URI from create_run)."""
+    """client.log_text without its get_run round trip (we have the artifact URI); a local artifact
+    store (beside an embedded one) is written in place, which is most of the write cost saved."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and not parsed.netloc:
+        directory = Path(url2pathname(parsed.path))
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+        return
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / name
         path.write_text(text)
