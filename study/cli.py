@@ -207,6 +207,7 @@ def results(
     output: str = typer.Option(None, "-o", "--output", help="write to FILE"),
     tracking_uri: str = TRACKING_URI,
     plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
+    from_store: bool = typer.Option(False, "--from-store", help="read every run from MLflow, not the sweep's results table"),
     server: str = SERVER,
 ) -> None:
     """Aggregated results of a sweep: mean ± std (count) over seeds, failures, and the varying axes it pooled over."""
@@ -228,7 +229,7 @@ def results(
             server, sweep, query.group_by, query.metrics, where=query.where_text, runs=query.runs))
     else:
         try:
-            table = query_module.answer(results_module.load_results(sweep, tracking_uri), query)
+            table = query_module.answer(results_module.load_results(sweep, tracking_uri, from_store=from_store), query)
         except results_module.SweepNotFound as error:
             fail(str(error))
         except StudyInputError as error:

@@ -42,7 +42,7 @@ def write_sweep(uri: str, name: str, points: list[dict], failures: list[dict] = 
         result = None if failed else dugd_result(T=point["T"], n=point["n"], seed=point["seed"], kappa=5.0, noise=0.02 * point["n"] / 10)
         params = {"problem": "dugd", "kappa": 5.0, **{k: v for k, v in point.items() if k != "reason"}}
         child = client.create_run(experiment, tags={
-            "mlflow.parentRunId": parent.info.run_id, "study.sweep_id": name, "study.run_key": f"key{index:03d}",
+            "mlflow.parentRunId": parent.info.run_id, "study.sweep_id": name, "study.kind": "run", "study.run_key": f"key{index:03d}",
             **({"study.reason": point["reason"]} if failed else {})})
         metrics = [] if failed else [Metric(k, result[k], 0, 0) for k in SCALARS]
         client.log_batch(child.info.run_id, params=[Param(k, str(v)) for k, v in params.items()], metrics=metrics)

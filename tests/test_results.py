@@ -21,6 +21,7 @@ def _write_sweep(uri: str, sweep: str, rows: list[dict]) -> None:
             tags={
                 "mlflow.parentRunId": parent.info.run_id,
                 "study.sweep_id": sweep,
+                "study.kind": "run",
                 "study.run_key": row["key"],
                 **({"study.reason": row["reason"]} if "reason" in row else {}),
             },
