@@ -23,7 +23,8 @@ from study import names, tracking
 from study.spec import RunPoint, Sweep
 from study import task
 from study.task import run_chunk
-from study.writer import TrackingWriter, journaled_runs
+from study.journal import journaled_runs
+from study.writer import TrackingWriter
 from workers.result import Result
 
 log = logging.getLogger(__name__)

@@ -83,7 +83,7 @@ def _results_table(parents: pd.DataFrame) -> pd.DataFrame | None:
     rows = parent.get(f"metrics.{METRIC_RESULTS_ROWS}")
     generation = parent.get(f"tags.{TAG_RESULTS_GENERATION}")
     return results_table.read(parent["artifact_uri"], parent["status"], rows,
-                              None if generation is None or pd.isna(generation) else generation)
+                              None if generation is None or pd.isna(generation) else generation, mlflow.get_tracking_uri())
 
 
 def _typed(column: pd.Series) -> pd.Series:

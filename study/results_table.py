@@ -109,7 +109,8 @@ class ResultsTable:
             client.log_artifact(parent_id, str(path), RESULTS_TABLE_DIR)
 
 
-def read(artifact_uri: str, status: str, rows: float | None, generation: str | None) -> pd.DataFrame | None:
+def read(artifact_uri: str, status: str, rows: float | None, generation: str | None,
+         tracking_uri: str | None = None) -> pd.DataFrame | None:
     """The table of a terminated parent run (its artifact URI, status, METRIC_RESULTS_ROWS and
     TAG_RESULTS_GENERATION), if complete; None where the store must be read instead."""
     if status == "RUNNING" or rows is None or generation is None or rows != rows:  # NaN: no such metric
@@ -118,7 +119,7 @@ def read(artifact_uri: str, status: str, rows: float | None, generation: str | N
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars on a results query
     prefix = f"g{int(generation):04d}-"
-    repository = get_artifact_repository(artifact_uri)
+    repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)  # mlflow-artifacts: needs the server
     names = sorted(info.path for info in repository.list_artifacts(RESULTS_TABLE_DIR)
                    if Path(info.path).name.startswith(prefix))
     local_root = urlparse(artifact_uri)
@@ -141,9 +142,5 @@ def parts_of(client: Any, parent: Any) -> int:
     generation = parent.data.tags.get(TAG_RESULTS_GENERATION)
     if generation is None:
         return 0
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     prefix = f"g{int(generation):04d}-"
-    repository = get_artifact_repository(parent.info.artifact_uri)
-    return sum(Path(info.path).name.startswith(prefix) for info in repository.list_artifacts(RESULTS_TABLE_DIR))
-
+    return sum(Path(info.path).name.startswith(prefix) for info in client.list_artifacts(parent.info.run_id, RESULTS_TABLE_DIR))

@@ -17,12 +17,9 @@ study.versions (torch, numpy, ray, mlflow, optuna, this project), as the coordin
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import importlib.metadata
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,6 +39,7 @@ from study.names import (  # noqa: F401 - re-exported
     TAG_ATTEMPT, TAG_EXPERIMENT_KIND, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_METHOD, TAG_NODE, TAG_PARENT,
     TAG_PROBLEM, TAG_REASON, TAG_RUN_KEY, TAG_RUN_NAME, TAG_SWEEP_ID, TAG_TRIAL, TAG_VERSION_PREFIX, TAG_VERSIONS,
 )
+from study.provenance import MAX_RUN_NAME, child_run_name, package_versions, provenance  # noqa: F401 - re-exported
 from workers.result import Result
 from workers.specs import own_parameters
 
@@ -52,9 +50,6 @@ _MAX_PARAM_VALUE = 6000
 _MAX_TAG_VALUE = 5000
 _MAX_REASON = 500
 _PAGE = 10_000
-MAX_RUN_NAME = 250  # MLflow's runs.name column
-# Whose versions a run records (the distribution names; the last is this project).
-PROVENANCE_PACKAGES = ("torch", "numpy", "ray", "mlflow", "optuna", "deep-unfolding-study")
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -109,67 +104,6 @@ def mark_experiment_kind(client: MlflowClient, exp_id: str) -> None:
         client.set_experiment_tag(exp_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_RUNS)
 
 
-# --- names and provenance -----------------------------------------------------------------------
-
-
-def child_run_name(params: dict[str, Any], varying: list[str]) -> str:
-    """`T=8 kappa=30 n=64 s=1`: the point's values of the sweep's varying axes (in the order given,
-    see Sweep.varying_axes), then the seed; cut to MLflow's limit."""
-    parts = [f"{key}={_value_text(params.get(key))}" for key in varying if key != "seed"]
-    parts.append(f"s={params.get('seed', 0)}")
-    return _clip(" ".join(parts), MAX_RUN_NAME)
-
-
-def _value_text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
-    return str(value)
-
-
-@functools.lru_cache(maxsize=1)
-def provenance() -> dict[str, str]:
-    """Tags that trace a number to what produced it: the git commit of this code when it is a git
-    checkout (and whether tracked files differ from it), and the package versions, compact.
-    Computed once per process (two short git calls)."""
-    tags: dict[str, str] = {}
-    commit, dirty = _git_state(Path(__file__).resolve().parents[1])
-    if commit:
-        tags[TAG_GIT_COMMIT] = commit
-        tags[TAG_GIT_DIRTY] = "true" if dirty else "false"
-    tags[TAG_VERSIONS] = " ".join(f"{name}={version}" for name, version in package_versions().items())
-    return tags
-
-
-@functools.lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    """Installed versions of PROVENANCE_PACKAGES (read from metadata: nothing is imported)."""
-    versions = {}
-    for name in PROVENANCE_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _git_state(root: Path) -> tuple[str | None, bool]:
-    """(HEAD commit, tracked files modified) when `root` is the top of a git checkout, else (None, False)."""
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never take the index lock of a checkout in use
-    try:
-        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
-                               capture_output=True, text=True, timeout=10, env=env)
-        lines = found.stdout.split()
-        if found.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
-            return None, False  # not a checkout, or the code sits inside some other repository
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, env=env)
-        return lines[1], bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):  # no git on this machine
-        return None, False
-
-
 def sweep_runs(client: MlflowClient, exp_id: str, sweep_name: str, kind: str = KIND_RUN, status: str | None = None) -> Iterator[Run]:
     """Every run of a sweep of one kind (and status), across pages."""
     query = f"tags.`{TAG_SWEEP_ID}` = '{sweep_name}' and tags.`{TAG_KIND}` = '{kind}'"
@@ -220,12 +154,32 @@ def sweep_history(sweep: Any, tracking_uri: str | None = None) -> tuple[dict[str
     attempts: dict[str, int] = {}
     if exp_id is None:
         return finished, attempts
+    table = _results_table_of(client, sweep, uri)
+    if table is not None:  # a terminated sweep's complete table: no paging over every child run
+        metric_columns = [column for column in table.columns if column.startswith("metrics.")]
+        for entry in table.to_dict("records"):
+            key = entry.get(f"tags.{TAG_RUN_KEY}", "")
+            attempts[key] = attempts.get(key, 0) + 1
+            if entry["status"] == "FINISHED":
+                finished[key] = {c.removeprefix("metrics."): entry[c] for c in metric_columns if entry[c] == entry[c]}
+        return finished, attempts
     for run in sweep_runs(client, exp_id, sweep.name):
         key = run.data.tags.get(TAG_RUN_KEY, "")
         attempts[key] = attempts.get(key, 0) + 1
         if run.info.status == "FINISHED":
             finished[key] = dict(run.data.metrics)
     return finished, attempts
+
+
+def _results_table_of(client: MlflowClient, sweep: Any, tracking_uri: str) -> Any:
+    """The sweep's results table (study.results_table) if its parent has a complete one, else None."""
+    from study import results_table
+
+    parent = parent_run(sweep, tracking_uri, client)
+    if parent is None:
+        return None
+    return results_table.read(parent.info.artifact_uri, parent.info.status, parent.data.metrics.get(METRIC_RESULTS_ROWS),
+                              parent.data.tags.get(TAG_RESULTS_GENERATION), tracking_uri)
 
 
 # --- writes (called from the writer thread only) ----------------------------------------------

@@ -35,8 +35,9 @@ from typing import Any
 from mlflow import MlflowClient
 
 from study import bulk, tracking
-from study.journal import Journal, inherited_path, journaled_runs  # noqa: F401 - re-exported
+from study.journal import Journal
 from study.results_table import ResultsTable
+from study.store_errors import is_unreachable  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +49,6 @@ MAX_BATCH = 256  # child runs per transaction / per round of parallel client wri
 SERVER_WRITE_THREADS = int(os.environ.get("STUDY_WRITE_THREADS", "4"))
 STALL_S = float(os.environ.get("STUDY_FLUSH_STALL_S", "300"))
 _STOP = object()
-_UNREACHABLE_MARKERS = (
-    "max retries exceeded", "connection refused", "failed to establish", "connection aborted",
-    "unable to open database", "database is locked", "read timed out", "not a directory",
-    "temporarily unavailable", "service unavailable", "bad gateway", "response code 50",
-)
-
-
-def is_unreachable(error: BaseException) -> bool:
-    """A connection-type failure (store down, file unreachable) rather than a rejected write."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, (ConnectionError, TimeoutError, OSError)):
-            return True
-        if type(seen).__name__ in {"OperationalError", "ConnectionError", "Timeout", "ConnectTimeout"}:
-            return True
-        if any(marker in str(seen).lower() for marker in _UNREACHABLE_MARKERS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class _Outage(Exception):
     """The store did not answer; the command stays journaled."""
 

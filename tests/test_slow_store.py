@@ -15,7 +15,7 @@ import threading
 import time
 
 from reliability_support import MlflowServer, children, duplicate_keys, study_process
-from study import tracking
+from study import names, results, tracking
 from study.coordinator import submit
 from study.spec import load_sweep
 from tests.topology import free_port
@@ -92,6 +92,10 @@ def test_a_slow_store_ends_finished_with_every_write_in_it(ray_local, tmp_path, 
         # The writes outlasted the runs, and the progress line said how many were left.
         assert pending_seen and max(count for count, _ in pending_seen) >= 2
         assert any(eta is not None for _, eta in pending_seen)
+        # The results table came through the server's artifact store too, and agrees with the runs.
+        from_table, from_store = results.load_results("slow-store", server.uri), results.load_results("slow-store", server.uri, from_store=True)
+        assert len(from_table) == RUNS and sorted(from_table["run_id"]) == sorted(from_store["run_id"])
+        assert tracking.parent_run(sweep, server.uri).data.metrics[names.METRIC_RESULTS_ROWS] == RUNS
     finally:
         proxy.close()
         server.kill()
@@ -124,6 +128,7 @@ def test_an_outage_at_the_end_exits_75_names_the_cause_and_replays_once(tmp_path
         runs = children(server.uri, "end-outage")
         assert len([r for r in runs if r.info.status == "FINISHED"]) == 12 and not duplicate_keys(runs)
         assert tracking.parent_run("end-outage", server.uri).info.status == "FINISHED"
-        assert not list(spool.glob("*.jsonl"))  # the replayed journal is gone
+        left = {path.name: path.read_text()[:1500] for path in spool.glob("*.jsonl")}
+        assert not left, left  # the replayed journal is gone, and nothing was refused
     finally:
         server.kill()
