@@ -214,6 +214,7 @@ def psor_ista() -> None:
             axes.plot(result.series[f"error_curve_{name}"], linewidth=1.1, label=name)
         if column == 0:
             axes.plot(result.series["chebyshev_bound_curve"], "k:", label="e₀·bound^(k/T)")
+            axes.set_ylim(bottom=1e-17)  # below float64 round-off the bound is off the chart
         log_axis(axes)
         axes.set_xlabel("iteration k")
         axes.set_title(f"ISTA, {title}")

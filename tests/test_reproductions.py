@@ -118,7 +118,7 @@ def test_learned_omega_lands_near_chebyshev_and_beats_constant_sor():
 
     # Reduced: n = 32 (DU-PSOR-Jacobi's size), entry std ×4 so that n·std² (the spectrum of B) matches n = 512.
     result = run(dict(problem="psor", fixed_point="jacobi", n=32, entry_std=0.12, T=8, iterations=16,
-                      omega="learned", matrix_seed=0))
+                      omega="learned", matrix_seed=0, steps_per_depth=20))
     s, learned = result.scalars, result.series["learned_omega"]
     assert s["root_error"] < 0.15  # learned 1/ω within 15 % of the Chebyshev nodes (0.075 at n = 512)
     assert s["rho_learned"] < s["rho_constant"] < s["rho_plain"]
