@@ -159,8 +159,9 @@ def psor_jacobi() -> None:
     curves = {name: error_curve(problem, scheme_omegas(name, low, high, 8), x0, 25)
               for name in ("plain", "constant", "chebyshev")}
     bound = cheb.chebyshev_bound(kappa, 8)
-    rows = [[name, metrics.rho(scheme_omegas(name, low, high, 8), problem.eigenvalues), curves[name][8] / curves[name][0],
-             curves[name][24] / curves[name][16], curves[name][25]] for name in curves]
+    rows = [[name, metrics.rho(scheme_omegas(name, low, high, 8), problem.eigenvalues),
+             curves[name][8] / curves[name][0], curves[name][24] / curves[name][16], curves[name][25]]
+            for name in curves]
     print(f"authors' matrix, T = 8, mean of 100 x0 ~ N(0, I); Chebyshev bound 2q^T/(1+q^2T) = {bound:.4g}")
     table(["scheme", "ρ over one period", "e_8/e_0", "e_24/e_16", "e_25"], rows)
 
@@ -314,7 +315,8 @@ def unrolling() -> None:
     table(["method", "peak t of ‖P_t'(A)x*‖", "peak t of the envelope", "1/ln(1/ρ) or 2/ln(1/q)", "peak",
            "under the envelope", f"J_{iterations}/J_0", f"‖x_{iterations} − x*‖/‖x*‖"], rows)
     check = max_abs_derivative(cheb.chebyshev_steps(low, high, 16), low, high)
-    print(f"max|P_16'| of Chebyshev steps on a grid {check:.6g} vs 2T²/(L−μ)/C_T {curves['chebyshev']['predicted'][16] / math.sqrt(lam.size):.6g}")
+    closed = curves["chebyshev"]["predicted"][16] / math.sqrt(lam.size)
+    print(f"max|P_16'| of Chebyshev steps on a grid {check:.6g} vs 2T²/(L−μ)/C_T {closed:.6g}")
 
     figure = new_figure(9.6, 3.8)
     labels = {"gd": "GD 2/(μ+L)", "gd_small": "GD 1/L", "chebyshev": "Chebyshev (degree t)"}
@@ -330,7 +332,8 @@ def unrolling() -> None:
     axes.legend(fontsize=7)
     axes = figure.add_subplot(1, 2, 2)
     for name, label in labels.items():
-        line, = axes.plot(curves[name]["jacobian"] / curves[name]["jacobian"][0], linewidth=1.2, label=f"J_t/J_0, {label}")
+        line, = axes.plot(curves[name]["jacobian"] / curves[name]["jacobian"][0], linewidth=1.2,
+                          label=f"J_t/J_0, {label}")
         axes.plot(curves[name]["iterate"] / curves[name]["iterate"][0], "--", color=line.get_color(), linewidth=1)
     log_axis(axes)
     axes.set_xlabel("iteration t")

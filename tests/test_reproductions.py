@@ -8,7 +8,17 @@ import pytest
 import torch
 import yaml
 
+from workers import chebyshev as cheb
+from workers import metrics
+from workers.chgd import chgd_problem
+from workers.descending import evaluate_steps, train_descending
+from workers.fixed_point import jacobi_problem
+from workers.psor import build_problem as build_psor_problem
+from workers.psor import error_curve, scheme_omegas
 from workers.run import run
+from workers.specs import ChgdSpec, DugdSpec, PsorSpec
+from workers.spectra import build_problem
+from workers.unrolling import jacobian_errors, max_abs_derivative, polynomials_and_derivatives
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,8 +72,9 @@ def test_chgd_config_reproduces_the_notebook_figure():
         for name, value in zip(("chebyshev", "gd", "heavy_ball_notebook", "semi_iterative_notebook"), printed):
             # 10,000 unseeded samples: the notebook's Monte Carlo error here is 0.1–1 % (docs/reproductions.md)
             assert curves[f"error_curve_{name}"][t] == pytest.approx(value, rel=0.02), (name, t)
-    # The notebook's heavy ball starts from x₋₁ = 0 and rises at step 1 (656 in its printout); the textbook one falls.
-    assert curves["error_curve_heavy_ball_notebook"][1] > curves["error_curve_heavy_ball_notebook"][0] == pytest.approx(600)
+    # The notebook's heavy ball starts from x₋₁ = 0 and rises at step 1 (656 printed); the textbook one falls.
+    notebook_heavy_ball = curves["error_curve_heavy_ball_notebook"]
+    assert notebook_heavy_ball[1] > notebook_heavy_ball[0] == pytest.approx(600)
     assert curves["error_curve_heavy_ball"][1] < 600
     # Optimal CSI = CHGD at t = T, below it at 2T and 3T; the notebook's uncentred recurrence is far above both.
     semi, chgd = curves["error_curve_semi_iterative"], curves["error_curve_chebyshev"]
@@ -76,10 +87,6 @@ def test_chgd_config_reproduces_the_notebook_figure():
 
 
 def test_jacobi_notebook_matrix_rebuilt_and_chebyshev_beats_constant_beats_plain():
-    from workers import chebyshev as cheb
-    from workers.fixed_point import jacobi_problem
-    from workers.psor import error_curve, scheme_omegas
-
     torch.manual_seed(0)  # Jacobi.ipynb: torch.manual_seed(0); M = torch.normal(zeros(512, 512), 0.03)
     M = torch.normal(torch.zeros(512, 512), 0.03)
     problem = jacobi_problem((M.t() @ M + torch.eye(512)).double().numpy())
@@ -114,8 +121,6 @@ def test_ista_chebyshev_psor_is_fast_locally_only():
 
 
 def test_learned_omega_lands_near_chebyshev_and_beats_constant_sor():
-    from workers import metrics
-
     # Reduced: n = 32 (DU-PSOR-Jacobi's size), entry std ×4 so that n·std² (the spectrum of B) matches n = 512.
     result = run(dict(problem="psor", fixed_point="jacobi", n=32, entry_std=0.12, T=8, iterations=16,
                       omega="learned", matrix_seed=0, steps_per_depth=20))
@@ -123,11 +128,9 @@ def test_learned_omega_lands_near_chebyshev_and_beats_constant_sor():
     assert s["root_error"] < 0.15  # learned 1/ω within 15 % of the Chebyshev nodes (0.075 at n = 512)
     assert s["rho_learned"] < s["rho_constant"] < s["rho_plain"]
     # Its spectral radius, recomputed from the learned ω: max over eig(B) of |Π_k (1 − ω_k λ)|.
-    from workers.psor import build_problem
-    from workers.specs import PsorSpec
-
-    eigenvalues = build_problem(PsorSpec(fixed_point="jacobi", n=32, entry_std=0.12, matrix_seed=0)).eigenvalues
-    assert s["rho_learned"] == pytest.approx(np.max(np.abs(np.prod(1 - np.outer(learned, eigenvalues), axis=0))), rel=1e-12)
+    eigenvalues = build_psor_problem(PsorSpec(fixed_point="jacobi", n=32, entry_std=0.12, matrix_seed=0)).eigenvalues
+    period = np.prod(1 - np.outer(learned, eigenvalues), axis=0)
+    assert s["rho_learned"] == pytest.approx(np.max(np.abs(period)), rel=1e-12)
     assert s["rho_learned"] == pytest.approx(metrics.rho(learned, eigenvalues), rel=1e-12)
     assert s["final_error_learned"] < s["final_error_constant"]
 
@@ -136,11 +139,6 @@ def test_learned_omega_lands_near_chebyshev_and_beats_constant_sor():
 
 
 def test_jacobian_burn_in_under_the_predicted_envelope():
-    from workers import chebyshev as cheb
-    from workers.chgd import chgd_problem
-    from workers.specs import ChgdSpec
-    from workers.unrolling import jacobian_errors, max_abs_derivative, polynomials_and_derivatives
-
     lam = chgd_problem(ChgdSpec(n=100, matrix_seed=32)).eigenvalues
     low, high, n, K = lam[0], lam[-1], lam.size, 80
     kappa = high / low
@@ -175,10 +173,6 @@ def test_jacobian_burn_in_under_the_predicted_envelope():
 
 @pytest.fixture(scope="module")
 def descending_pair():
-    from workers.descending import train_descending
-    from workers.specs import DugdSpec
-    from workers.spectra import build_problem
-
     # n = 100: at n = 60 another draw's λ_max moves by up to 15 % and the largest learned step then
     # amplifies the top modes (constrained or not); from n = 100 on the edges move by ~3 %.
     problem = build_problem(DugdSpec(n=100, m=200, matrix_seed=12))
@@ -189,8 +183,6 @@ def descending_pair():
 
 
 def test_constrained_layers_are_monotone_and_unconstrained_are_not(descending_pair):
-    from workers.descending import evaluate_steps
-
     problem, _, trained = descending_pair
     ratios, mse = evaluate_steps(trained[True].steps, problem.eigenvalues, samples=4000, seed=5)
     assert np.all(np.diff(mse) < 0) and np.all(ratios < 1.0)
@@ -200,9 +192,6 @@ def test_constrained_layers_are_monotone_and_unconstrained_are_not(descending_pa
 
 
 def test_constrained_network_stays_monotone_on_perturbed_tests(descending_pair):
-    from workers.descending import evaluate_steps
-    from workers.metrics import residual_polynomials
-
     problem, other, trained = descending_pair
     steps = trained[True].steps
     probes = [dict(eigenvalues=o.eigenvalues) for o in other] + [dict(eigenvalues=problem.eigenvalues, layers=24)]
@@ -218,5 +207,5 @@ def test_constrained_network_stays_monotone_on_perturbed_tests(descending_pair):
     assert 1.0 < growth[True] < growth[False]
     # Without noise the MSE curve is the exact (1/n)Σ P_t(λ_i)² up to sampling error (4000·60 draws).
     _, mse = evaluate_steps(steps, other[0].eigenvalues, layers=24, samples=4000, seed=5)
-    exact = np.mean(residual_polynomials(np.resize(steps, 24), other[0].eigenvalues) ** 2, axis=1)
+    exact = np.mean(metrics.residual_polynomials(np.resize(steps, 24), other[0].eigenvalues) ** 2, axis=1)
     np.testing.assert_allclose(mse, exact, rtol=0.05)
