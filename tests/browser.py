@@ -79,6 +79,33 @@ class Page:
                 raise TimeoutError(f"{what}: not true after {timeout_s} s: {expression}\npage text:\n{text}")
             time.sleep(poll_s)
 
+    def type_text(self, text: str) -> None:
+        """Type into the focused element as a user would (React inputs ignore values set from JS)."""
+        self.send("Input.insertText", text=text)
+
+    def press_escape(self) -> None:
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+
+    def click(self, element_js: str) -> None:
+        """A real mouse click on the centre of the element `element_js` evaluates to (menus that
+        open on pointer events ignore element.click())."""
+        x, y = self.evaluate(f"(() => {{ const r = ({element_js}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def drag(self, x: float, y: float, dx: float) -> None:
+        """Press the mouse at (x, y), move it by dx, release: e.g. a table column's resize handle."""
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        self.send("Input.dispatchMouseEvent", type="mousePressed", x=x, y=y, button="left", buttons=1, clickCount=1)
+        for step in range(1, 11):
+            self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x + dx * step / 10, y=y, button="left", buttons=1)
+            time.sleep(0.03)
+        self.send("Input.dispatchMouseEvent", type="mouseReleased", x=x + dx, y=y, button="left", buttons=0, clickCount=1)
+
+    def set_viewport(self, width: int, height: int) -> None:
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
     def screenshot(self, path: Path) -> None:
         png = self.send("Page.captureScreenshot", format="png")["data"]
         Path(path).write_bytes(base64.b64decode(png))
