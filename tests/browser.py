@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -123,9 +121,9 @@ class Browser:
         argv = [executable, "--headless", f"--remote-debugging-port={self.port}", "--remote-debugging-address=127.0.0.1",
                 f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "--disable-gpu",
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-dev-shm-usage",
-                "--hide-scrollbars", "about:blank"]
-        if os.geteuid() == 0:
-            argv.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
+                "--hide-scrollbars", "--no-sandbox", "about:blank"]
+        # --no-sandbox: the sandbox refuses root and needs user namespaces that containers often lack;
+        # the pages opened here are the project's own, on loopback.
         self.managed = launch("chromium", argv, self.profile)
         self.base = f"http://127.0.0.1:{self.port}"
         wait_until(lambda: httpx.get(f"{self.base}/json/version", timeout=2).status_code == 200, 30, "chromium",

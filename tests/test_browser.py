@@ -78,7 +78,7 @@ def sweep_store(tmp_path_factory):
 
 
 @pytest.fixture
-def served(tmp_path):
+def served():
     """Serve a folder over loopback HTTP; returns a function folder -> base URL."""
     servers = []
 
