@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             chromium.close()
             ui.stop()
-    print(f"{args.output}: {len(shown)} runs shown, e.g. {shown[1:4]}")
+    print(f"{args.output}: {len(shown)} runs shown, e.g. {[name for name in shown if name != args.experiment][:3]}")
     return 0
 
 

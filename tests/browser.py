@@ -186,7 +186,7 @@ def classic_runs_url(mlflow_url: str, experiment_id: str) -> str:
 def open_classic_runs_view(page: Page, mlflow_url: str, experiment_id: str, parent_name: str,
                            child_count: int, timeout_s: float = 60) -> list[str]:
     """Open the experiment's classic runs view, unfold the parent run and wait until the table lists
-    the parent and `child_count` more runs; returns the run names shown, in table order."""
+    the parent and `child_count` more runs; returns the run names shown (in DOM order)."""
     page.navigate(classic_runs_url(mlflow_url, experiment_id), timeout_s)
     page.wait_for(f"({RUN_NAMES_JS}).includes({json.dumps(parent_name)})", timeout_s, "MLflow runs table shows the sweep")
     page.evaluate(CLOSE_ASSISTANT_JS)
