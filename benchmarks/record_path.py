@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -96,7 +97,9 @@ def main() -> None:
                 MlflowClient(uri).search_experiments()  # create the tables outside the timing
             db = Path(directory) / "mlflow.db"
             before = db.stat().st_size if db.exists() else 0
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             seconds = write(uri, args.runs, args.curves, threads, name)
+            rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
             table_s, store_s = read(uri, name, args.runs)
             line = (f"{args.runs} runs, curves {args.curves}, threads {threads or 'default'}: "
                     f"write {1000 * seconds / args.runs:.2f} ms per child ({args.runs / seconds:.0f} runs/s)")
@@ -104,7 +107,7 @@ def main() -> None:
                 artifacts = directory_bytes(Path(directory) / "mlruns")
                 line += (f", store {(db.stat().st_size - before) / args.runs / 1024:.1f} KB per child"
                          f" (+ {artifacts / args.runs / 1024:.1f} KB artifacts)")
-            line += f"; read: table {table_s:.2f} s"
+            line += f"; writer peak RSS growth {rss_growth:.0f} MB; read: table {table_s:.2f} s"
             if store_s is not None:
                 line += f", search_runs {store_s:.2f} s"
             print(line, flush=True)

@@ -39,6 +39,12 @@ def parent_runs(tracking_uri: str | None = None, sweep: str | None = None) -> pd
     query = f"tags.`{KIND_TAG}` = '{KIND_SWEEP}'"
     if sweep is not None:
         query += f" AND tags.`{SWEEP_TAG}` = {_quote(sweep)}"
+        # Most sweeps live in the experiment of their own name: one lookup instead of every experiment.
+        experiment = mlflow.get_experiment_by_name(sweep)
+        if experiment is not None:
+            found = mlflow.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"])
+            if not found.empty:
+                return found
     return mlflow.search_runs(search_all_experiments=True, filter_string=query, order_by=["attributes.start_time DESC"])
 
 
