@@ -187,6 +187,8 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
     else:
         page.paragraph(f"No run reported {metric}; nothing to aggregate or plot.")
 
+    _insight_section(page, sweep, sweep_text, frame, metric, tracking_uri, out_dir, report.figures)
+
     page.heading(f"Runs with the largest and smallest {metric}")
     _extreme_runs(page, frame, metric, swept, extremes, out_dir, report.figures)
 
@@ -219,6 +221,47 @@ def _figures(page: _Page, frame: pd.DataFrame, metric: str, x: str | None, y: st
         figure = sweep_plots.metric_by_axis_figure(frame, metric, axis, swept)
         name = _save(out_dir, f"by_{_safe_name(axis)}.png", plots.to_png(figure), written)
         page.image(name, f"{metric} against {axis}, error bars: std over seeds")
+
+
+def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.DataFrame, metric: str,
+                     tracking_uri: str | None, out_dir: Path, written: list[Path]) -> None:
+    """The Pareto front (2 or more metrics) and the parameter importances, when the sweep file is there."""
+    from study import insight
+    from study.errors import StudyInputError
+    from study.spec import load_sweep
+
+    try:
+        stored = load_sweep(sweep_text) if sweep_text else None
+    except StudyInputError:
+        stored = None
+    if stored is None:
+        return
+    if stored.is_multi_objective:
+        names_ = [m.name for m in stored.metrics]
+        page.heading(f"Pareto front: {', '.join(names_)}")
+        try:
+            front = insight.pareto_front(frame, stored)
+            points = insight.point_means(frame, stored, names_)
+        except (KeyError, ValueError) as error:
+            page.paragraph(f"No front: {error.args[0] if error.args else error}")
+        else:
+            page.paragraph(f"Same points as: study results {sweep} --pareto ({len(front)} of {len(points)} points)")
+            page.table(front)
+            if len(points):
+                name = _save(out_dir, "pareto.png", plots.to_png(insight.pareto_figure(points, front, stored.metrics)), written)
+                page.image(name, f"{names_[0]} against {names_[1]}: finished points and the non-dominated ones")
+    target = metric if metric in frame.columns else stored.metric.name
+    page.heading(f"Which parameter mattered for {target}")
+    try:
+        table, source = insight.importances(stored, frame, tracking_uri, target)
+    except (KeyError, ValueError) as error:
+        page.paragraph(f"No importances: {error.args[0] if error.args else error}")
+        return
+    page.paragraph(f"fANOVA importances from {source}; same as: study results {sweep} --importance --metric {target}")
+    page.table(table)
+    name = _save(out_dir, f"importance_{_safe_name(target)}.png",
+                 plots.to_png(insight.importance_figure(table, f"importance for {target}")), written)
+    page.image(name, f"parameter importance for {target}")
 
 
 def _extreme_runs(page: _Page, frame: pd.DataFrame, metric: str, swept: list[str], count: int, out_dir: Path,
