@@ -135,7 +135,10 @@ parameters:
     result = CliRunner().invoke(app, ["results", "front", "--pareto", "--format", "json", "--tracking-uri", mlflow_uri])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
-    assert {(row["mse"], row["adam_steps"]) for row in printed} == on_front
+    shown = sorted((row["mse"], row["adam_steps"]) for row in printed)  # JSON keeps 10 digits
+    rows = sorted((float(r.mse), float(r.adam_steps)) for r in front.itertuples())
+    assert len(shown) == len(rows)
+    assert [v for pair in shown for v in pair] == pytest.approx([v for pair in rows for v in pair], rel=1e-8)
 
     # Importance from the search's own study: T matters for mse, the eval sample count does not.
     table, source = insight.importances(stored, frame, mlflow_uri, "mse")
