@@ -193,8 +193,9 @@ def pareto_figure(points: pd.DataFrame, front: pd.DataFrame, metrics: list[Metri
     axes = figure.subplots()
     axes.scatter(points[x], points[y], s=14, color="0.6", label=f"finished points ({len(points)})")
     ordered_front = front.sort_values(x)
-    axes.plot(ordered_front[x], ordered_front[y], marker="o", color="C3", linewidth=1.2,
-              label=f"non-dominated ({len(front)})", drawstyle="steps-post" if len(front) > 1 else "default")
+    over = "" if len(metrics) == 2 else f" over all {len(metrics)} metrics"
+    axes.plot(ordered_front[x], ordered_front[y], marker="o", color="C3", linewidth=1.2 if len(metrics) == 2 else 0,
+              label=f"non-dominated{over} ({len(front)})", drawstyle="steps-post" if len(metrics) == 2 else "default")
     for axis, name in (("x", x), ("y", y)):
         values = points[name].to_numpy(dtype=float)
         if len(values) and np.all(values > 0) and values.max() / values.min() > 20:

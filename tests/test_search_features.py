@@ -4,6 +4,7 @@ SQLite MLflow store and a real Optuna journal in a temp dir; sweep-file errors t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -243,3 +244,43 @@ def test_grid_ignores_the_pruner_with_a_note(run_cli, tmp_path):
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stdout.splitlines() if line.startswith("note:")]
     assert notes == ["note: pruner median ignored: grid sweeps run every point to the end"]
+
+
+def test_optuna_dashboard_opens_our_journal(tmp_path, mlflow_uri):
+    """The search's storage (the journal beside the SQLite store) is what `optuna-dashboard FILE` serves."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    pytest.importorskip("optuna_dashboard")
+    from study.search import open_study
+
+    sweep = load_sweep(PRUNED_SEARCH.format(name="dash"))
+    study = open_study(sweep, open_storage(mlflow_uri))
+    trial = study.ask()
+    trial.report(0.5, 1)
+    study.tell(trial, state=TrialState.PRUNED)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent)) or "optuna-dashboard"
+    server = subprocess.Popen([command, str(tmp_path / "optuna-journal.log"), "--port", str(port), "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        assert [s["study_name"] for s in answer["study_summaries"]] == ["dash"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,113 @@
+"""Pruning pays: a TPE search over DUGD's Adam lr and batch_size minimising the final MSE, with and
+without the median pruner, over 3 search seeds. Reports total Adam steps (the compute every run
+really did: a pruned run's count stops where it stopped), compute seconds, and the best MSE found.
+
+Target (issue 14): the pruned search spends at most half the Adam steps for a best value within 10%
+of the unpruned one (per seed, and over the seeds).
+
+The two arms of a seed use the same sweep name, in separate stores, so their TPE samplers start from
+the same seed (study.search.make_sampler seeds by name): the first trials are the same points.
+
+    .venv/bin/python benchmarks/pruning.py [--trials 30] [--seeds 3] [--pruner median] [--warmup 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SEARCH = """
+# Which Adam lr and batch size give DUGD (eigen mode, T=8, kappa=30) the lowest final MSE?
+name: {name}
+method: tpe
+metric: {{name: mse, goal: minimize}}
+budget: {{trials: {trials}}}
+{pruner}
+parameters:
+  problem: dugd
+  n: 64
+  T: 8
+  kappa: 30
+  mode: eigen
+  batches_per_generation: {batches}
+  eval_samples: 1000
+  lr: {{distribution: log_uniform, min: 1.0e-5, max: 3.0e-1}}
+  batch_size: {{distribution: int_uniform, min: 1, max: 256}}
+"""
+
+
+def run_arm(name: str, trials: int, batches: int, pruner: str, root: Path) -> dict:
+    from study.coordinator import submit
+    from study.results import load_results
+    from study.spec import load_sweep
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ["STUDY_SPOOL_DIR"] = str(root / "spool")
+    sweep = load_sweep(SEARCH.format(name=name, trials=trials, batches=batches, pruner=pruner))
+    started = time.perf_counter()
+    summary = submit(sweep, tracking_uri=uri, figures=False)
+    wall = time.perf_counter() - started
+    frame = load_results(name, uri)
+    return {
+        "adam_steps": float(frame["adam_steps"].sum()),
+        "compute_s": summary.compute_s,
+        "wall_s": wall,
+        "best": summary.best,
+        "finished": summary.finished,
+        "pruned": summary.pruned,
+        "failed": summary.failed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=3, help="search seeds (sweep names)")
+    parser.add_argument("--batches", type=int, default=200, help="Adam steps per generation")
+    parser.add_argument("--pruner", default="median")
+    parser.add_argument("--startup", type=int, default=5, help="startup_trials of the median pruner")
+    parser.add_argument("--warmup", type=int, default=1, help="warmup_steps of the median pruner")
+    parser.add_argument("--num-cpus", type=int, default=2)
+    args = parser.parse_args()
+
+    import ray
+
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    settings = f", startup_trials: {args.startup}, warmup_steps: {args.warmup}" if args.pruner == "median" else ""
+    arms = {"none": "pruner: none", args.pruner: f"pruner: {{name: {args.pruner}{settings}}}"}
+    load = os.getloadavg()
+    print(f"# {args.trials} trials x {args.seeds} search seeds, {args.batches} Adam steps per generation, "
+          f"T=8; {args.num_cpus} Ray CPUs on {os.cpu_count()} cores, load average {load[0]:.1f} at start")
+    print(f"{'seed':>4} {'pruner':>10} {'adam_steps':>11} {'compute_s':>9} {'wall_s':>7} {'best_mse':>10} "
+          f"{'finished':>8} {'pruned':>6}")
+    totals = {arm: {"adam_steps": 0.0, "compute_s": 0.0, "best": []} for arm in arms}
+    rows = []
+    for seed in range(args.seeds):
+        for arm, pruner in arms.items():
+            with tempfile.TemporaryDirectory() as root:
+                result = run_arm(f"bench-pruning-{seed}", args.trials, args.batches, pruner, Path(root))
+            rows.append((seed, arm, result))
+            totals[arm]["adam_steps"] += result["adam_steps"]
+            totals[arm]["compute_s"] += result["compute_s"]
+            totals[arm]["best"].append(result["best"])
+            print(f"{seed:>4} {arm:>10} {result['adam_steps']:>11.0f} {result['compute_s']:>9.1f} {result['wall_s']:>7.1f} "
+                  f"{result['best']:>10.4g} {result['finished']:>8} {result['pruned']:>6}", flush=True)
+    base, pruned = totals["none"], totals[args.pruner]
+    ratio = pruned["adam_steps"] / base["adam_steps"]
+    seconds = pruned["compute_s"] / base["compute_s"]
+    best_ratios = [p / b for p, b in zip(pruned["best"], base["best"])]
+    print(f"# Adam steps, pruned / unpruned: {ratio:.2f} (compute seconds {seconds:.2f}); "
+          f"best MSE, pruned / unpruned per seed: {', '.join(f'{r:.3f}' for r in best_ratios)}; "
+          f"load average at end {os.getloadavg()[0]:.1f}")
+    met = ratio <= 0.5 and all(r <= 1.10 for r in best_ratios)
+    print(f"# target (<= 0.5 of the compute, best within 10% on every seed): {'met' if met else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
