@@ -9,6 +9,12 @@ The two arms of a seed use the same sweep name, in separate stores, so their TPE
 the same seed (study.search.make_sampler seeds by name): the first trials are the same points.
 
     .venv/bin/python benchmarks/pruning.py [--trials 30] [--seeds 3] [--pruner median] [--warmup 1]
+    .venv/bin/python benchmarks/pruning.py --overhead [--trials 200]
+
+--overhead: what the plumbing costs when nothing is pruned. (1) One PruneBoard.post round trip from
+a Ray task (what a run pays per posted checkpoint, at most once per study.task.POST_EVERY_S). (2) A
+search of tiny runs (expected-mode DUGD, a few ms each) with pruner none against median with
+startup_trials = trials (it never prunes): scheduled seconds per run, both ways.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ parameters:
   T: 8
   kappa: 30
   mode: eigen
+  training: {training}
   batches_per_generation: {batches}
   eval_samples: 1000
   lr: {{distribution: log_uniform, min: 1.0e-5, max: 3.0e-1}}
@@ -42,14 +49,14 @@ parameters:
 """
 
 
-def run_arm(name: str, trials: int, batches: int, pruner: str, root: Path) -> dict:
+def run_arm(name: str, trials: int, batches: int, pruner: str, root: Path, training: str) -> dict:
     from study.coordinator import submit
     from study.results import load_results
     from study.spec import load_sweep
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["STUDY_SPOOL_DIR"] = str(root / "spool")
-    sweep = load_sweep(SEARCH.format(name=name, trials=trials, batches=batches, pruner=pruner))
+    sweep = load_sweep(SEARCH.format(name=name, trials=trials, batches=batches, pruner=pruner, training=training))
     started = time.perf_counter()
     summary = submit(sweep, tracking_uri=uri, figures=False)
     wall = time.perf_counter() - started
@@ -65,6 +72,53 @@ def run_arm(name: str, trials: int, batches: int, pruner: str, root: Path) -> di
     }
 
 
+TINY = """
+name: {name}
+method: random
+metric: {{name: mse, goal: minimize}}
+budget: {{trials: {trials}}}
+{pruner}
+parameters:
+  problem: dugd
+  n: 16
+  T: 4
+  kappa: 10
+  mode: expected
+  batches_per_generation: 20
+  eval_samples: 100
+  lr: {{distribution: log_uniform, min: 1.0e-3, max: 1.0e-1}}
+"""
+
+
+def overhead(trials: int) -> None:
+    import ray
+
+    from study.coordinator import submit
+    from study.spec import load_sweep
+    from study.task import POST_EVERY_S, PruneBoard
+
+    @ray.remote
+    def round_trips(board, count: int) -> float:
+        started = time.perf_counter()
+        for step in range(count):
+            ray.get(board.post.remote(0, "key", [(step, 0.5)]))
+        return (time.perf_counter() - started) / count
+
+    board = PruneBoard.remote()
+    ray.get(round_trips.remote(board, 50))  # warm the worker
+    per_post = ray.get(round_trips.remote(board, 2000))
+    print(f"# PruneBoard.post round trip from a task: {per_post * 1e6:.0f} us; a run posts at most every "
+          f"{POST_EVERY_S * 1e3:.0f} ms of its compute: <= {per_post / POST_EVERY_S:.1%} of it")
+    for label, pruner in (("none", "pruner: none"), ("median", f"pruner: {{name: median, startup_trials: {trials}}}")):
+        with tempfile.TemporaryDirectory() as root:
+            os.environ["STUDY_SPOOL_DIR"] = str(Path(root) / "spool")
+            sweep = load_sweep(TINY.format(name=f"tiny-{label}", trials=trials, pruner=pruner))
+            summary = submit(sweep, tracking_uri=f"sqlite:///{Path(root) / 'mlflow.db'}", figures=False)
+        per_run = summary.scheduled_s / max(1, summary.finished)
+        print(f"# tiny runs, pruner {label:>6}: {summary.finished} runs, mean run {summary.compute_s / max(1, summary.finished) * 1e3:.1f} ms, "
+              f"scheduled {summary.scheduled_s:.1f} s = {per_run * 1e3:.1f} ms per run, {summary.pruned} pruned", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
@@ -73,16 +127,21 @@ def main() -> None:
     parser.add_argument("--pruner", default="median")
     parser.add_argument("--startup", type=int, default=5, help="startup_trials of the median pruner")
     parser.add_argument("--warmup", type=int, default=1, help="warmup_steps of the median pruner")
+    parser.add_argument("--training", default="incremental", help="incremental | full (checkpoints every T-layer block)")
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--overhead", action="store_true", help="measure the plumbing's cost instead")
     args = parser.parse_args()
 
     import ray
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if args.overhead:
+        print(f"# {args.num_cpus} Ray CPUs on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+        return overhead(args.trials)
     settings = f", startup_trials: {args.startup}, warmup_steps: {args.warmup}" if args.pruner == "median" else ""
-    arms = {"none": "pruner: none", args.pruner: f"pruner: {{name: {args.pruner}{settings}}}"}
+    arms: dict[str, str] = {"none": "pruner: none", args.pruner: f"pruner: {{name: {args.pruner}{settings}}}"}
     load = os.getloadavg()
-    print(f"# {args.trials} trials x {args.seeds} search seeds, {args.batches} Adam steps per generation, "
+    print(f"# {args.trials} trials x {args.seeds} search seeds, {args.training} training, {args.batches} Adam steps per generation, "
           f"T=8; {args.num_cpus} Ray CPUs on {os.cpu_count()} cores, load average {load[0]:.1f} at start")
     print(f"{'seed':>4} {'pruner':>10} {'adam_steps':>11} {'compute_s':>9} {'wall_s':>7} {'best_mse':>10} "
           f"{'finished':>8} {'pruned':>6}")
@@ -91,7 +150,7 @@ def main() -> None:
     for seed in range(args.seeds):
         for arm, pruner in arms.items():
             with tempfile.TemporaryDirectory() as root:
-                result = run_arm(f"bench-pruning-{seed}", args.trials, args.batches, pruner, Path(root))
+                result = run_arm(f"bench-pruning-{seed}", args.trials, args.batches, pruner, Path(root), args.training)
             rows.append((seed, arm, result))
             totals[arm]["adam_steps"] += result["adam_steps"]
             totals[arm]["compute_s"] += result["compute_s"]

@@ -336,7 +336,7 @@ def status(
         rows = [results_module.sweep_status(name, tracking_uri) for name in names]
     except results_module.SweepNotFound as error:
         fail(str(error))
-    _emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "other"]), "table", None, "sweeps")
+    _emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "pruned", "other"]), "table", None, "sweeps")
 
 
 @app.command()

@@ -26,7 +26,7 @@ import yaml
 from mlflow import MlflowClient
 
 from study import names, plots, sweep_plots
-from study.results import aggregate, load_results, parent_runs
+from study.results import aggregate, load_results, parent_runs, pruned_mask
 from workers.specs import SPEC_CLASSES
 
 REPORT_ARTIFACT_DIR = "report"
@@ -162,11 +162,15 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         "done": int((frame["status"] == "FINISHED").sum()),
         "failed": int((frame["status"] == "FAILED").sum()),
     }
-    counts["other"] = counts["runs"] - counts["done"] - counts["failed"]
+    pruned = int(pruned_mask(frame).sum())
+    counts["other"] = counts["runs"] - counts["done"] - counts["failed"] - pruned
+    if pruned:
+        counts["pruned"] = pruned
     report = Report(index=out_dir / "index.html", swept=swept, counts=counts, parent_run_id=parent_id)
     page = _Page(f"Sweep report: {sweep}")
     page.heading(f"Sweep report: {sweep}", 1)
     page.paragraph(f"{counts['runs']} runs: {counts['done']} done, {counts['failed']} failed"
+                   + (f", {counts['pruned']} pruned" if counts.get("pruned") else "")
                    + (f", {counts['other']} other" if counts["other"] else "")
                    + f". Metric: {metric}. Swept axes: {', '.join(swept) or 'none'}.")
 

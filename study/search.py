@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from study.spec import RunPoint, Sweep
 from study.tracking import store_directory
 
 JOURNAL_FILE = "optuna-journal.log"
+POLL_EVERY_S = 0.02  # the coordinator drains the PruneBoard at most this often
 
 
 def default_storage_path(tracking_uri: str) -> Path:
@@ -124,6 +126,7 @@ class SearchSource:
         self.pruned = 0  # trials told PRUNED by this coordinator
         self._open: dict[int, _Trial] = {}
         self.board = None
+        self._last_poll = 0.0
         if sweep.pruner.active:
             from study.task import PruneBoard
 
@@ -208,12 +211,15 @@ class SearchSource:
     @property
     def poll_every_s(self) -> float | None:
         """How often the coordinator should call poll() (None: no pruner, never)."""
-        return 0.02 if self.board is not None else None
+        return POLL_EVERY_S if self.board is not None else None
 
     def poll(self) -> None:
-        """Drain the board: report complete steps, ask should_prune, mark pruned trials on the board."""
-        if self.board is None:
+        """Drain the board: report complete steps, ask should_prune, mark pruned trials on the board.
+        At most once per POLL_EVERY_S (one actor round trip each), however quickly results come in."""
+        now = time.monotonic()
+        if self.board is None or now - self._last_poll < POLL_EVERY_S:
             return
+        self._last_poll = now
         import ray
 
         for trial, run_key, values in ray.get(self.board.drain.remote()):

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from study import insight, names, tracking
 from study.coordinator import submit
-from study.results import load_results
+from study.results import aggregate, load_results, sweep_status
 from study.search import open_storage
 from study.spec import load_sweep
 
@@ -86,6 +86,10 @@ def test_median_pruner_prunes_records_killed_runs_and_resumes_without_rerunning(
             assert len(steps) == 8 and trial.intermediate_values[8] == pytest.approx(trial.value, rel=1e-9)
     frame = load_results("pruned", mlflow_uri)
     assert int(frame["reason"].map(names.is_pruned_reason).sum()) == len(pruned)
+    table = aggregate(frame, [], ["mse"])  # `study results` counts them as pruned, not failed
+    assert (table["pruned"].item(), table["failed"].item(), table["mse_count"].item()) == (len(pruned), 0, 10 - len(pruned))
+    status = sweep_status("pruned", mlflow_uri)
+    assert (status["finished"], status["failed"], status["pruned"], status["other"]) == (10 - len(pruned), 0, len(pruned), 0)
 
     # Resubmitted: the budget is spent (pruned trials count), nothing runs again.
     again = submit(sweep, tracking_uri=mlflow_uri, figures=False)
