@@ -12,9 +12,11 @@ import ray
 
 
 # A run posts its checkpoint values (and reads back its stop flag) at most this often: one actor round
-# trip (~0.5 ms) per POST_EVERY_S of compute, so a tiny run posts nothing and pays nothing; values not
-# yet posted come back with the result anyway (its training curve), and the coordinator replays them.
-POST_EVERY_S = 0.01
+# trip (0.5 ms on a quiet machine, 1.8 ms on a loaded one: benchmarks/README.md "pruning") per
+# POST_EVERY_S of compute, so at most ~4%; a run quicker than this posts nothing and pays nothing (its
+# values come back with the result, as its training curve, and the coordinator replays them). Where
+# checkpoints are further apart than this, a run reads its flag at every one of them.
+POST_EVERY_S = 0.05
 
 
 @ray.remote(num_cpus=0)

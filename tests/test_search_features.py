@@ -145,6 +145,13 @@ parameters:
     assert len(shown) == len(rows)
     assert [v for pair in shown for v in pair] == pytest.approx([v for pair in rows for v in pair], rel=1e-8)
 
+    # The report page draws the front beside its other figures.
+    from study.report import build_report
+
+    made = build_report("front", tmp_path / "report", metric="mse", tracking_uri=mlflow_uri)
+    assert any(path.name == "pareto.png" for path in made.figures)
+    assert "Pareto front: mse, adam_steps" in made.index.read_text()
+
     # Importance from the search's own study: T matters for mse, the eval sample count does not.
     table, source = insight.importances(stored, frame, mlflow_uri, "mse")
     assert "Optuna study" in source
