@@ -97,6 +97,37 @@ def test_median_pruner_prunes_records_killed_runs_and_resumes_without_rerunning(
     assert len(load_study(mlflow_uri, "pruned").trials) == 10 and len(children(mlflow_uri, "pruned")) == 10
 
 
+def test_a_cancelled_pruned_search_resumes_with_its_budget_and_reruns_no_pruned_trial(ray_local, mlflow_uri):
+    import threading
+
+    sweep = load_sweep(PRUNED_SEARCH.format(name="pruned-cancel").replace("trials: 10", "trials: 14"))
+    cancel = threading.Event()
+
+    def on_progress(progress):
+        if progress.pruned >= 1:  # stop the coordinator once something was pruned
+            cancel.set()
+
+    first = submit(sweep, tracking_uri=mlflow_uri, figures=False, on_progress=on_progress, cancel_event=cancel)
+    assert first.status == "KILLED" and first.pruned >= 1
+    before = load_study(mlflow_uri, "pruned-cancel")
+    pruned_before = {t.number: t.params for t in before.trials if t.state == TrialState.PRUNED}
+    runs_before = children(mlflow_uri, "pruned-cancel")
+    killed_keys = {r.data.tags[names.TAG_RUN_KEY] for r in runs_before if r.info.status == "KILLED"}
+    assert len(killed_keys) == len(pruned_before) == first.pruned
+
+    second = submit(sweep, tracking_uri=mlflow_uri, figures=False)
+    assert second.status == "FINISHED"
+    after = load_study(mlflow_uri, "pruned-cancel")
+    assert len(after.trials) == 14  # the budget counts the first run's trials, pruned ones included
+    assert {t.number: t.params for t in after.trials if t.number in pruned_before} == pruned_before
+    assert all(after.trials[number].state == TrialState.PRUNED for number in pruned_before)
+    runs_after = children(mlflow_uri, "pruned-cancel")
+    for key in killed_keys:  # no pruned run ran again
+        assert [r.info.status for r in runs_after if r.data.tags[names.TAG_RUN_KEY] == key] == ["KILLED"]
+    killed_after = [r for r in runs_after if r.info.status == "KILLED"]
+    assert len(killed_after) == sum(t.state == TrialState.PRUNED for t in after.trials) == first.pruned + second.pruned
+
+
 def test_two_objective_search_returns_a_front_no_finished_point_dominates(ray_local, mlflow_uri, tmp_path):
     # Deeper networks reach a lower MSE for more Adam steps: a real trade-off along T.
     text = """
