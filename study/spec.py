@@ -30,6 +30,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from study.errors import StudyInputError, describe_validation_error, key_text
+from study.objectives import MAX_OBJECTIVES, PRUNER_SETTINGS, Metric, Pruner, check_objectives
 
 MAX_GRID_RUNS = 100_000
 # A sweep file is a few dozen values; these caps stop YAML alias bombs ("billion laughs") and
@@ -38,57 +39,12 @@ MAX_DOCUMENT_VALUES = 1_000_000
 MAX_DOCUMENT_DEPTH = 32
 MAX_SEED = 2**63 - 1
 SEARCH_METHODS = ("random", "tpe", "cmaes", "nsga2")
-MAX_OBJECTIVES = 4
-# The pruners and the settings each takes (Optuna's own defaults where a setting is absent).
-PRUNER_SETTINGS = {
-    "none": (),
-    "median": ("startup_trials", "warmup_steps", "interval_steps"),
-    "successive_halving": ("min_resource", "reduction_factor", "min_early_stopping_rate"),
-    "hyperband": ("min_resource", "max_resource", "reduction_factor"),
-}
-# Problems whose runs report checkpoints (the value of the trained prefix at integer steps).
-CHECKPOINTED_PROBLEMS = ("dugd", "psor")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _SCALAR = (bool, int, float, str)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Metric(_Strict):
-    name: str = Field("root_error", min_length=1, max_length=250)
-    goal: Literal["minimize", "maximize"] = "minimize"
-
-
-class Pruner(_Strict):
-    """`pruner: median` or `pruner: {name: median, startup_trials: 5, warmup_steps: 2}`; see PRUNER_SETTINGS."""
-
-    name: Literal["none", "median", "successive_halving", "hyperband"] = "none"
-    startup_trials: int | None = Field(None, ge=0, le=MAX_GRID_RUNS)
-    warmup_steps: int | None = Field(None, ge=0, le=1_000_000)
-    interval_steps: int | None = Field(None, ge=1, le=1_000_000)
-    min_resource: int | None = Field(None, ge=1, le=1_000_000)
-    max_resource: int | None = Field(None, ge=1, le=1_000_000)
-    reduction_factor: int | None = Field(None, ge=2, le=100)
-    min_early_stopping_rate: int | None = Field(None, ge=0, le=100)
-
-    @model_validator(mode="after")
-    def _settings_of_this_pruner(self) -> "Pruner":
-        given = [key for key in type(self).model_fields if key != "name" and getattr(self, key) is not None]
-        foreign = [key for key in given if key not in PRUNER_SETTINGS[self.name]]
-        if foreign:
-            takes = ", ".join(PRUNER_SETTINGS[self.name]) or "no settings"
-            raise ValueError(f"no {', '.join(foreign)} for pruner {self.name} (it takes {takes})")
-        return self
-
-    @property
-    def active(self) -> bool:
-        return self.name != "none"
-
-    @property
-    def settings(self) -> dict[str, int]:
-        return {key: getattr(self, key) for key in PRUNER_SETTINGS[self.name] if getattr(self, key) is not None}
 
 
 class Budget(_Strict):
@@ -373,37 +329,11 @@ def _check_method(sweep: Sweep) -> list[str]:
         errors.append(f"budget: missing, expected {{trials: N}} for method {sweep.method}")
     if not sweep.is_search and sweep.budget is not None:
         errors.append(f"budget: got {sweep.budget.model_dump()}, expected no budget for method grid")
-    errors += _check_objectives(sweep)
+    errors += check_objectives(sweep)
     if len(set(sweep.seeds)) != len(sweep.seeds):
         errors.append(f"seeds: got {_short(sweep.seeds)}, expected distinct seeds")
     if any(seed < 0 or seed > MAX_SEED for seed in sweep.seeds):
         errors.append(f"seeds: got {_short(sweep.seeds)}, expected integers from 0 to 2**63 - 1")
-    return errors
-
-
-def _check_objectives(sweep: Sweep) -> list[str]:
-    """Metric lists and pruners: what each search method and pruner can do."""
-    errors = []
-    names = [m.name for m in sweep.objectives]
-    shown = _short([m.model_dump() for m in sweep.objectives])
-    if len(set(names)) != len(names):
-        errors.append(f"metric: got {shown}, expected distinct metric names")
-    if sweep.is_multi_objective and sweep.method == "cmaes":
-        errors.append(f"metric: got {len(names)} metrics for method cmaes, expected one (CMA-ES is single-objective; "
-                      "use method nsga2 or tpe)")
-    if sweep.pruner.active and sweep.is_search:
-        pruner = f"pruner: got {sweep.pruner.name}"
-        if sweep.is_multi_objective:
-            errors.append(f"{pruner} with {len(names)} metrics, expected pruner none (Optuna's pruners take one objective)")
-        elif sweep.metric.goal != "minimize":
-            errors.append(f"{pruner} with metric {sweep.metric.name} (maximize), expected a minimized metric "
-                          "(checkpoints report the trained prefix's error, lower is better)")
-        if sweep.problem not in CHECKPOINTED_PROBLEMS:
-            errors.append(f"{pruner} for problem {sweep.problem}, expected a problem that reports checkpoints "
-                          f"({', '.join(CHECKPOINTED_PROBLEMS)})")
-        elif sweep.problem == "psor" and sweep.parameters.get("omega", "chebyshev") != "learned":
-            errors.append(f"{pruner} for psor with omega {_short(sweep.parameters.get('omega', 'chebyshev'))}, "
-                          "expected omega: learned (only training reports checkpoints)")
     return errors
 
 
