@@ -264,7 +264,9 @@ def _insight(sweep: str, tracking_uri: str | None, metric: str | None, pareto: b
             goals = ", ".join(f"{m.name} ({m.goal})" for m in stored.metrics)
             return _emit(front, fmt, output, f"{sweep}: {len(front)} non-dominated points over {goals}")
         table, source = insight.importances(stored, frame, tracking_uri, metric, optuna_storage)
-        _emit(table, fmt, output, f"{sweep}: parameter importance (fANOVA) for {source}")
+        _emit(table, fmt, output, f"{sweep}: parameter importance")
+        if fmt == "table":
+            typer.echo(f"fANOVA importance for {source}; sums to 1")
     except SweepNotFound as error:
         fail(str(error))
     except StudyInputError as error:

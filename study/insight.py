@@ -38,7 +38,9 @@ def stored_sweep(sweep: str, tracking_uri: str | None = None) -> Sweep:
     text = _sweep_file(str(parents.iloc[-1]["run_id"]))
     if not text:
         raise LookupError(f"sweep {sweep!r}: its parent run has no sweep file, so its metrics and space are unknown")
-    return load_sweep(text)
+    stored = load_sweep(text)
+    # The tag names the sweep; a file submitted under another name (a copy) keeps its own inside.
+    return stored if stored.name == sweep else stored.model_copy(update={"name": sweep})
 
 
 def varying_parameters(frame: pd.DataFrame, sweep: Sweep) -> list[str]:
