@@ -235,6 +235,37 @@ parameters:
     assert "Which parameter mattered for mse" in made.index.read_text()
 
 
+@pytest.mark.parametrize("training", ["incremental", "full"])
+def test_dugd_checkpoints_are_the_prefix_mse_and_a_stop_keeps_the_partial_curves(training):
+    from workers.run import run
+
+    spec = {"problem": "dugd", "n": 32, "T": 6, "kappa": 30, "mode": "expected", "training": training,
+            "batches_per_generation": 40, "eval_samples": 100}
+    seen: list[tuple[int, float]] = []
+    full = run(spec, on_checkpoint=lambda step, value: seen.append((step, value)) or False)
+    assert full.status == "FINISHED" and [step for step, _ in seen] == [1, 2, 3, 4, 5, 6]
+    # The checkpoint value is the exact expected MSE of the trained prefix: the expected_loss series,
+    # and at the last step the run's final mse.
+    assert [value for _, value in seen] == pytest.approx(full.series["expected_loss"], rel=1e-12)
+    assert seen[-1][1] == pytest.approx(full.scalars["mse"], rel=1e-12)
+    stopped = run(spec, on_checkpoint=lambda step, value: step == 3)
+    assert stopped.status == "KILLED" and stopped.reason == "stopped after generation 3 of 6 on request"
+    assert stopped.series["expected_loss"] == pytest.approx(full.series["expected_loss"][:3], rel=1e-12)
+    assert stopped.scalars["adam_steps"] == 3 * 40 and "mse" not in stopped.scalars
+
+
+def test_psor_learned_omega_checkpoints_per_depth_and_stops():
+    from workers.run import run
+
+    spec = {"problem": "psor", "omega": "learned", "n": 32, "T": 4, "iterations": 8, "steps_per_depth": 5}
+    seen: list[int] = []
+    full = run(spec, on_checkpoint=lambda step, value: seen.append(step) or False)
+    assert full.status == "FINISHED" and seen == [1, 2, 3]  # depth 4 is the end: nothing left to stop
+    stopped = run(spec, on_checkpoint=lambda step, value: step == 2)
+    assert stopped.status == "KILLED" and stopped.reason == "stopped after depth 2 of 4 on request"
+    assert stopped.series["train_loss"] == pytest.approx(full.series["train_loss"][:2], rel=1e-12)
+
+
 def test_non_dominated_by_hand():
     values = np.array([[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [5.0, 1.0], [2.0, 2.0], [1.0, 6.0]])
     # (3,3) is dominated by (2,2); (1,6) by (1,5); the two equal (2,2) do not dominate each other.
