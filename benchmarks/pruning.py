@@ -1,6 +1,7 @@
 """Pruning pays: a TPE search over DUGD's Adam lr and batch_size minimising the final MSE, with and
 without the median pruner, over 3 search seeds. Reports total Adam steps (the compute every run
-really did: a pruned run's count stops where it stopped), compute seconds, and the best MSE found.
+really did: a pruned run's count stops where it stopped), compute seconds, the best MSE found, and
+`lag`: how many generations a pruned run trained past the step it was pruned at (mean).
 
 Target (issue 14): the pruned search spends at most half the Adam steps for a best value within 10%
 of the unpruned one (per seed, and over the seeds).
@@ -61,7 +62,12 @@ def run_arm(name: str, trials: int, batches: int, pruner: str, root: Path, train
     summary = submit(sweep, tracking_uri=uri, figures=False)
     wall = time.perf_counter() - started
     frame = load_results(name, uri)
+    # Generations a pruned run trained past the step it was pruned at (the decision's latency).
+    killed = frame[frame["status"] == "KILLED"]
+    steps = killed["reason"].str.extract(r"pruned at step (\d+)")[0].astype(float)
+    lag = float((killed["stopped_at_generation"] - steps).mean()) if len(killed) else float("nan")
     return {
+        "lag": lag,
         "adam_steps": float(frame["adam_steps"].sum()),
         "compute_s": summary.compute_s,
         "wall_s": wall,
@@ -144,7 +150,7 @@ def main() -> None:
     print(f"# {args.trials} trials x {args.seeds} search seeds, {args.training} training, {args.batches} Adam steps per generation, "
           f"T=8; {args.num_cpus} Ray CPUs on {os.cpu_count()} cores, load average {load[0]:.1f} at start")
     print(f"{'seed':>4} {'pruner':>10} {'adam_steps':>11} {'compute_s':>9} {'wall_s':>7} {'best_mse':>10} "
-          f"{'finished':>8} {'pruned':>6}")
+          f"{'finished':>8} {'pruned':>6} {'lag':>4}")
     totals = {arm: {"adam_steps": 0.0, "compute_s": 0.0, "best": []} for arm in arms}
     rows = []
     for seed in range(args.seeds):
@@ -156,7 +162,7 @@ def main() -> None:
             totals[arm]["compute_s"] += result["compute_s"]
             totals[arm]["best"].append(result["best"])
             print(f"{seed:>4} {arm:>10} {result['adam_steps']:>11.0f} {result['compute_s']:>9.1f} {result['wall_s']:>7.1f} "
-                  f"{result['best']:>10.4g} {result['finished']:>8} {result['pruned']:>6}", flush=True)
+                  f"{result['best']:>10.4g} {result['finished']:>8} {result['pruned']:>6} {result['lag']:>4.2f}", flush=True)
     base, pruned = totals["none"], totals[args.pruner]
     ratio = pruned["adam_steps"] / base["adam_steps"]
     seconds = pruned["compute_s"] / base["compute_s"]

@@ -12,7 +12,7 @@ import ray
 
 
 # A run posts its checkpoint values (and reads back its stop flag) at most this often: one actor round
-# trip (0.5 ms on a quiet machine, 1.8 ms on a loaded one: benchmarks/README.md "pruning") per
+# trip (1.8 ms measured at load 9 on 2 cores: benchmarks/README.md "pruning") per
 # POST_EVERY_S of compute, so at most ~4%; a run quicker than this posts nothing and pays nothing (its
 # values come back with the result, as its training curve, and the coordinator replays them). Where
 # checkpoints are further apart than this, a run reads its flag at every one of them.
