@@ -133,6 +133,8 @@ def submit(
     import threading
 
     sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
+    for note in sweep.notes:  # e.g. a grid ignores its pruner
+        typer.echo(note, err=True)
     if server:  # the service runs it; token from $STUDY_API_TOKEN
         from study.client import submit_to_server
 
@@ -199,7 +201,8 @@ SERVER = typer.Option(None, "--server", envvar="STUDY_SERVER", help="URL of a `s
 def results(
     sweep: str = typer.Argument(..., help="sweep name"),
     group_by: str = typer.Option("", "--group-by", help="comma-separated parameters, e.g. T,kappa"),
-    metric: str = typer.Option("root_error", "--metric", help="comma-separated result fields"),
+    metric: str = typer.Option(None, "--metric", help="comma-separated result fields (default root_error; "
+                               "with --importance, the sweep's metric)"),
     where: str = typer.Option("", "--where", help="select runs first: n=64,mode=eigen  kappa>=30  mode=eigen|dense"),
     runs: bool = typer.Option(False, "--runs", help="one row per run: parameters, seed, metrics, status, reason, run id"),
     wide: bool = typer.Option(False, "--wide", help="the table as separate _mean, _std and _count columns"),
@@ -208,6 +211,9 @@ def results(
     tracking_uri: str = TRACKING_URI,
     plot: str = typer.Option(None, "--plot", help="also draw the metric against this group-by axis to a PNG"),
     from_store: bool = typer.Option(False, "--from-store", help="read every run from MLflow, not the sweep's results table"),
+    pareto: bool = typer.Option(False, "--pareto", help="the non-dominated points of a multi-objective sweep"),
+    importance: bool = typer.Option(False, "--importance", help="parameter importances (fANOVA) for the metric"),
+    optuna_storage: str = typer.Option(None, "--optuna-storage", help="with --importance: the search's Optuna storage"),
     server: str = SERVER,
 ) -> None:
     """Aggregated results of a sweep: mean ± std (count) over seeds, failures, and the varying axes it pooled over."""
@@ -216,6 +222,13 @@ def results(
 
     if fmt not in FORMATS:
         fail(f"--format: got {fmt!r}, expected one of table, csv, json, parquet")
+    if pareto or importance:
+        if pareto and importance:
+            fail("--pareto: got it with --importance, expected one of them at a time")
+        if server:
+            fail(f"--server: got {server!r}, expected no --server with --pareto / --importance (they read the store)")
+        return _insight(sweep, tracking_uri, metric, pareto, optuna_storage, fmt, output)
+    metric = metric or "root_error"
     try:
         query = query_module.parse_query(group_by, metric, where, runs, query_module.CLI_LABELS, require_metric=True)
     except StudyInputError as error:
@@ -237,6 +250,33 @@ def results(
     _show_results(table, query, sweep, fmt, output, wide)
     if plot:
         _plot_results(table, sweep, plot, query.group_by, query.metrics, output)
+
+
+def _insight(sweep: str, tracking_uri: str | None, metric: str | None, pareto: bool, optuna_storage: str | None,
+             fmt: str, output: str | None) -> None:
+    """`results --pareto` / `--importance`: study.insight over the stored sweep."""
+    from study import insight
+    from study.results import SweepNotFound, load_results
+
+    try:
+        stored = insight.stored_sweep(sweep, tracking_uri)
+        frame = load_results(sweep, tracking_uri)
+        if pareto:
+            if metric:
+                fail(f"--metric: got {metric!r}, expected none with --pareto (the front is over the sweep's metric list)")
+            front = insight.pareto_front(frame, stored)
+            goals = ", ".join(f"{m.name} ({m.goal})" for m in stored.metrics)
+            return _emit(front, fmt, output, f"{sweep}: {len(front)} non-dominated points over {goals}")
+        table, source = insight.importances(stored, frame, tracking_uri, metric, optuna_storage)
+        _emit(table, fmt, output, f"{sweep}: parameter importance")
+        if fmt == "table":
+            typer.echo(f"fANOVA importance for {source}; sums to 1")
+    except SweepNotFound as error:
+        fail(str(error))
+    except StudyInputError as error:
+        fail(error.errors)
+    except (LookupError, ValueError) as error:
+        fail(str(error.args[0]) if error.args else str(error))
 
 
 def _show_results(table: Any, query: Any, sweep: str, fmt: str, output: str | None, wide: bool) -> None:
@@ -302,7 +342,7 @@ def status(
         rows = [results_module.sweep_status(name, tracking_uri) for name in names]
     except results_module.SweepNotFound as error:
         fail(str(error))
-    _emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "other"]), "table", None, "sweeps")
+    _emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "pruned", "other"]), "table", None, "sweeps")
 
 
 @app.command()

@@ -48,6 +48,7 @@ class Progress:
     eta_s: float | None
     best: float | None
     outage: str | None
+    pruned: int = 0  # runs stopped by a pruning decision (KILLED), not failures
     writes_pending: int = 0  # runs still to write to MLflow (shown once the runs are done)
     writes_eta_s: float | None = None
 
@@ -71,6 +72,7 @@ class SweepSummary:
     tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
     compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
     scheduled_s: float = 0.0  # until the last result came back (wall_s adds the final MLflow flush)
+    pruned: int = 0  # runs stopped by a pruning decision (status KILLED, reason "pruned at step S ...")
 
 
 class GridSource:
@@ -120,7 +122,7 @@ class _Coordinator:
         self.on_progress = on_progress
         self.cancel_event = cancel_event or threading.Event()
         self.started = time.monotonic()
-        self.finished = self.failed = self.skipped = self.tasks = 0
+        self.finished = self.failed = self.skipped = self.tasks = self.pruned = 0
         self.compute_s = 0.0
         self.best: float | None = None
         self.best_params: dict[str, Any] | None = None
@@ -219,6 +221,8 @@ class _Coordinator:
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
             for ref in ready:
                 self._collect(ref)
+            if getattr(self.source, "board", None) is not None:
+                self.source.poll()  # pruning: checkpoint values in, decisions out
             self._expire_timeouts()
             self._report()
         self._report(force=True)
@@ -237,7 +241,13 @@ class _Coordinator:
                 "max_retries": self.sweep.max_retries,  # a worker that dies is retried ...
                 "retry_exceptions": False,  # ... an exception is not (runs never raise anyway)
             }
-            ref = run_chunk.options(**options).remote([point.params for point in chunk], self.sweep.timeout_s, self.figures)
+            specs = [point.params for point in chunk]
+            board = getattr(self.source, "board", None)
+            if board is None:
+                ref = run_chunk.options(**options).remote(specs, self.sweep.timeout_s, self.figures)
+            else:
+                ids = self.source.checkpoint_ids(chunk)
+                ref = run_chunk.options(**options).remote(specs, self.sweep.timeout_s, self.figures, board, ids)
             self.inflight[ref] = (chunk, time.monotonic())
             self.tasks += 1
 
@@ -250,10 +260,11 @@ class _Coordinator:
         return max(1, min(size, MAX_CHUNK, math.ceil(left / self.slots)))
 
     def _wait_s(self) -> float:
+        poll_s = getattr(self.source, "poll_every_s", None) or PROGRESS_EVERY_S  # pruning decisions wait on this
         if not self.sweep.timeout_s:
-            return PROGRESS_EVERY_S
+            return min(poll_s, PROGRESS_EVERY_S)
         oldest = min(start for _, start in self.inflight.values())
-        return max(0.001, min(PROGRESS_EVERY_S, oldest + self._hard_limit_s() - time.monotonic()))
+        return max(0.001, min(poll_s, PROGRESS_EVERY_S, oldest + self._hard_limit_s() - time.monotonic()))
 
     def _hard_limit_s(self) -> float:
         """Backstop from submission: the run's own alarm plus time for a worker to start."""
@@ -285,6 +296,8 @@ class _Coordinator:
     def _record(self, point: RunPoint, record: dict[str, Any], node: str | None) -> None:
         attempt = self.attempts.get(point.run_key, 0) + 1
         self.attempts[point.run_key] = attempt
+        if hasattr(self.source, "prepare"):
+            record = self.source.prepare(point, record)
         self.writer.log_run(record, point.run_key, attempt=attempt, trial=point.trial, node=node)
         self.source.observe(point, record)
         wall = float(record.get("wall_s") or 0.0)
@@ -295,6 +308,8 @@ class _Coordinator:
             value = record["scalars"].get(self.sweep.metric.name)
             if value is not None and not self.sweep.is_search:
                 self._consider_best(value, point.params)
+        elif record["status"] == "KILLED" and names.is_pruned_reason(record.get("reason")):
+            self.pruned += 1
         else:
             self.failed += 1
 
@@ -323,19 +338,20 @@ class _Coordinator:
         self.last_progress = now
         if self.sweep.is_search:
             self.best, self.best_params = self.source.best()
-        done = self.finished + self.failed
+        done = self.finished + self.failed + self.pruned
         remaining = self.total - self._skipped() - done
         eta = remaining * (now - self.started) / done if done else None
         outage = self.writer.outage or self.startup_outage
-        self.on_progress(Progress(self.total, done, self._running(), self.failed, self._skipped(), eta, self.best, outage))
+        self.on_progress(Progress(self.total, done, self._running(), self.failed, self._skipped(), eta, self.best, outage,
+                                  self.pruned))
 
     def _report_writes(self, pending: int, seconds_left: float | None) -> None:
         """Progress while the last runs are written to MLflow (after the last result came back)."""
         if self.on_progress is None:
             return
-        done = self.finished + self.failed
+        done = self.finished + self.failed + self.pruned
         self.on_progress(Progress(getattr(self, "total", 0), done, 0, self.failed, self._skipped(), 0.0, self.best,
-                                  self.writer.outage, writes_pending=pending, writes_eta_s=seconds_left))
+                                  self.writer.outage, self.pruned, writes_pending=pending, writes_eta_s=seconds_left))
 
     def _skipped(self) -> int:
         """Runs not run here: finished before, or (search) a new trial's point that already ran."""
@@ -347,6 +363,8 @@ class _Coordinator:
             self.best, self.best_params = self.source.best()
         skipped = self._skipped()
         metrics = {names.METRIC_RUNS_FINISHED: skipped + self.finished, names.METRIC_RUNS_FAILED: self.failed}
+        if self.pruned:
+            metrics[names.METRIC_RUNS_PRUNED] = self.pruned
         if self.best is not None:
             metrics[names.METRIC_BEST_PREFIX + self.sweep.metric.name] = self.best
         self.writer.end_sweep(status, metrics)
@@ -361,7 +379,7 @@ class _Coordinator:
             skipped=skipped,
             finished=self.finished,
             failed=self.failed,
-            cancelled=max(0, total - skipped - self.finished - self.failed),
+            cancelled=max(0, total - skipped - self.finished - self.failed - self.pruned),
             wall_s=time.monotonic() - self.started,
             best=self.best,
             best_params=self.best_params,
@@ -372,6 +390,7 @@ class _Coordinator:
             tasks=self.tasks,
             compute_s=self.compute_s,
             scheduled_s=scheduled_s,
+            pruned=self.pruned,
         )
 
 

@@ -45,9 +45,26 @@ SWEEP_FILE_ARTIFACT = "sweep.yaml"
 RESULT_ARTIFACT = "result.json"
 FIGURES_ARTIFACT_DIR = "figures"
 
+# A child run stopped by a pruning decision: status KILLED, TAG_REASON = pruned_reason(step, value).
+PRUNED_REASON_PREFIX = "pruned at step "
+# The result series holding a problem's checkpoint values, step k at index k-1 (what runs report to
+# a pruner): dugd, the exact expected MSE of the trained prefix after each generation; psor (learned
+# omega), the training loss after each depth.
+CHECKPOINT_SERIES = {"dugd": "expected_loss", "psor": "train_loss"}
+
+
+def pruned_reason(step: int, value: float) -> str:
+    return f"{PRUNED_REASON_PREFIX}{step} (value {value:.6g})"
+
+
+def is_pruned_reason(reason: object) -> bool:
+    return isinstance(reason, str) and reason.startswith(PRUNED_REASON_PREFIX)
+
+
 # Metrics of the parent run.
 METRIC_RUNS_FINISHED = "runs_finished"
 METRIC_RUNS_FAILED = "runs_failed"
+METRIC_RUNS_PRUNED = "runs_pruned"
 METRIC_BEST_PREFIX = "best_"
 METRIC_RESULTS_ROWS = "results_rows"  # rows in the sweep's results table (study.results_table)
 

@@ -32,6 +32,8 @@ def render(progress: Progress, metric: str) -> Text:
     line.append(f"{progress.done}/{todo} done", style="bold")
     line.append(f"  {progress.running} running  ")
     line.append(f"{progress.failed} failed", style="red" if progress.failed else "")
+    if progress.pruned:
+        line.append(f"  {progress.pruned} pruned")
     line.append(f"  {progress.skipped} skipped  ETA {format_duration(progress.eta_s)}")
     if progress.best is not None:
         line.append(f"  best {metric} {progress.best:.6g}", style="green")
@@ -65,7 +67,8 @@ def summary_text(summary: SweepSummary, metric: str) -> str:
     lines = [
         f"sweep {summary.sweep}: {summary.status} in {format_duration(summary.wall_s)}",
         f"runs: {summary.total} total, {summary.finished} finished, {summary.failed} failed, "
-        f"{summary.skipped} skipped (done before), {summary.cancelled} cancelled",
+        f"{summary.skipped} skipped (done before), {summary.cancelled} cancelled"
+        + (f", {summary.pruned} pruned" if summary.pruned else ""),
     ]
     if summary.best is not None:
         lines.append(f"best {metric}: {summary.best:.6g} at {summary.best_params}")

@@ -266,6 +266,8 @@ def compact_cells(table: pd.DataFrame, query: Query) -> pd.DataFrame:
         mean_text, std_text = _column_formats(means.to_numpy(float), stds.to_numpy(float))
         cells[metric] = [_cell(mean, std, int(count), mean_text, std_text) for mean, std, count in zip(means, stds, counts)]
     cells["failed"] = table["failed"].astype(int).astype(str)
+    if "pruned" in table.columns:
+        cells["pruned"] = table["pruned"].astype(int).astype(str)
     return cells.reset_index(drop=True)
 
 

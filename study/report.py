@@ -26,7 +26,7 @@ import yaml
 from mlflow import MlflowClient
 
 from study import names, plots, sweep_plots
-from study.results import aggregate, load_results, parent_runs
+from study.results import aggregate, load_results, parent_runs, pruned_mask
 from workers.specs import SPEC_CLASSES
 
 REPORT_ARTIFACT_DIR = "report"
@@ -162,11 +162,15 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         "done": int((frame["status"] == "FINISHED").sum()),
         "failed": int((frame["status"] == "FAILED").sum()),
     }
-    counts["other"] = counts["runs"] - counts["done"] - counts["failed"]
+    pruned = int(pruned_mask(frame).sum())
+    counts["other"] = counts["runs"] - counts["done"] - counts["failed"] - pruned
+    if pruned:
+        counts["pruned"] = pruned
     report = Report(index=out_dir / "index.html", swept=swept, counts=counts, parent_run_id=parent_id)
     page = _Page(f"Sweep report: {sweep}")
     page.heading(f"Sweep report: {sweep}", 1)
     page.paragraph(f"{counts['runs']} runs: {counts['done']} done, {counts['failed']} failed"
+                   + (f", {counts['pruned']} pruned" if counts.get("pruned") else "")
                    + (f", {counts['other']} other" if counts["other"] else "")
                    + f". Metric: {metric}. Swept axes: {', '.join(swept) or 'none'}.")
 
@@ -186,6 +190,8 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         _figures(page, frame, metric, x, y, panel, swept, out_dir, report.figures)
     else:
         page.paragraph(f"No run reported {metric}; nothing to aggregate or plot.")
+
+    _insight_section(page, sweep, sweep_text, frame, metric, tracking_uri, out_dir, report.figures)
 
     page.heading(f"Runs with the largest and smallest {metric}")
     _extreme_runs(page, frame, metric, swept, extremes, out_dir, report.figures)
@@ -219,6 +225,47 @@ def _figures(page: _Page, frame: pd.DataFrame, metric: str, x: str | None, y: st
         figure = sweep_plots.metric_by_axis_figure(frame, metric, axis, swept)
         name = _save(out_dir, f"by_{_safe_name(axis)}.png", plots.to_png(figure), written)
         page.image(name, f"{metric} against {axis}, error bars: std over seeds")
+
+
+def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.DataFrame, metric: str,
+                     tracking_uri: str | None, out_dir: Path, written: list[Path]) -> None:
+    """The Pareto front (2 or more metrics) and the parameter importances, when the sweep file is there."""
+    from study import insight
+    from study.errors import StudyInputError
+    from study.spec import load_sweep
+
+    try:
+        stored = load_sweep(sweep_text) if sweep_text else None
+    except StudyInputError:
+        stored = None
+    if stored is None:
+        return
+    if stored.is_multi_objective:
+        names_ = [m.name for m in stored.metrics]
+        page.heading(f"Pareto front: {', '.join(names_)}")
+        try:
+            front = insight.pareto_front(frame, stored)
+            points = insight.point_means(frame, stored, names_)
+        except (KeyError, ValueError) as error:
+            page.paragraph(f"No front: {error.args[0] if error.args else error}")
+        else:
+            page.paragraph(f"Same points as: study results {sweep} --pareto ({len(front)} of {len(points)} points)")
+            page.table(front)
+            if len(points):
+                name = _save(out_dir, "pareto.png", plots.to_png(insight.pareto_figure(points, front, stored.metrics)), written)
+                page.image(name, f"{names_[0]} against {names_[1]}: finished points and the non-dominated ones")
+    target = metric if metric in frame.columns else stored.metric.name
+    page.heading(f"Which parameter mattered for {target}")
+    try:
+        table, source = insight.importances(stored, frame, tracking_uri, target)
+    except (KeyError, ValueError) as error:
+        page.paragraph(f"No importances: {error.args[0] if error.args else error}")
+        return
+    page.paragraph(f"fANOVA importances from {source}; same as: study results {sweep} --importance --metric {target}")
+    page.table(table)
+    name = _save(out_dir, f"importance_{_safe_name(target)}.png",
+                 plots.to_png(insight.importance_figure(table, f"importance for {target}")), written)
+    page.image(name, f"parameter importance for {target}")
 
 
 def _extreme_runs(page: _Page, frame: pd.DataFrame, metric: str, swept: list[str], count: int, out_dir: Path,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import mlflow
 import pandas as pd
 
+from study.names import is_pruned_reason
 from study.names import KIND_RUN, KIND_SWEEP, TAG_KIND as KIND_TAG, TAG_REASON as REASON_TAG, TAG_RUN_KEY as RUN_KEY_TAG
 from study.names import TAG_SWEEP_ID as SWEEP_TAG
 from study import results_table
@@ -101,7 +102,8 @@ def _typed(column: pd.Series) -> pd.Series:
 
 
 def aggregate(frame: pd.DataFrame, group_by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """mean, std and count over the remaining axes (the seeds) of FINISHED runs, plus failures per group."""
+    """mean, std and count over the remaining axes (the seeds) of FINISHED runs, plus failures per group
+    and, when the sweep pruned any run, `pruned` per group (runs a pruner stopped are not failures)."""
     missing = [name for name in [*group_by, *metrics] if name not in frame.columns]
     if missing:
         available = sorted(c for c in frame.columns if c not in {"run_id", "run_key", "status", "reason"})
@@ -110,12 +112,24 @@ def aggregate(frame: pd.DataFrame, group_by: Sequence[str], metrics: Sequence[st
     finished = frame[frame["status"] == "FINISHED"]
     table = finished.groupby(keys, dropna=False)[list(metrics)].agg(["mean", "std", "count"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    failed = frame["status"].ne("FINISHED").groupby([frame[k] for k in group_by] or [lambda _: "all"]).sum()
+    pruned_runs = pruned_mask(frame)
+    groups = [frame[k] for k in group_by] or [lambda _: "all"]
+    failed = (frame["status"].ne("FINISHED") & ~pruned_runs).groupby(groups).sum()
     table = table.join(failed.rename("failed"), how="outer")
     table["failed"] = table["failed"].fillna(0).astype(int)
+    if pruned_runs.any():
+        table = table.join(pruned_runs.groupby(groups).sum().rename("pruned"), how="outer")
+        table["pruned"] = table["pruned"].fillna(0).astype(int)
     for metric in metrics:
         table[f"{metric}_count"] = table[f"{metric}_count"].fillna(0).astype(int)
     return table.reset_index() if group_by else table.reset_index(drop=True)
+
+
+def pruned_mask(frame: pd.DataFrame) -> pd.Series:
+    """Runs a pruner stopped: KILLED with the reason "pruned at step S (value V)"."""
+    if frame.empty:
+        return pd.Series(False, index=frame.index)
+    return frame["status"].eq("KILLED") & frame["reason"].map(is_pruned_reason).astype(bool)
 
 
 def sweep_status(sweep: str, tracking_uri: str | None = None) -> dict:
@@ -125,6 +139,7 @@ def sweep_status(sweep: str, tracking_uri: str | None = None) -> dict:
         raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
     frame = load_results(sweep)
     counts = frame["status"].value_counts().to_dict()
+    pruned = int(pruned_mask(frame).sum())
     latest = parents.iloc[0]
     return {
         "sweep": sweep,
@@ -134,7 +149,8 @@ def sweep_status(sweep: str, tracking_uri: str | None = None) -> dict:
         "runs": int(len(frame)),
         "finished": int(counts.get("FINISHED", 0)),
         "failed": int(counts.get("FAILED", 0)),
-        "other": int(sum(v for k, v in counts.items() if k not in {"FINISHED", "FAILED"})),
+        "other": int(sum(v for k, v in counts.items() if k not in {"FINISHED", "FAILED"})) - pruned,
+        "pruned": pruned,
     }
 
 

@@ -1,15 +1,25 @@
-"""Adaptive sweeps with Optuna ask/tell: random | tpe | cmaes. The coordinator alone asks and tells.
+"""Adaptive sweeps with Optuna ask/tell: random | tpe | cmaes | nsga2. The coordinator alone asks and tells.
 
 A trial is one parameter point run once per seed; its value is the mean of the sweep's metric over
-the seeds (any failed seed fails the trial). The study is named after the sweep and loaded if it
-exists, so a resubmission continues it; trials left RUNNING by a dead coordinator are told FAIL.
-The sweep stops asking once the study holds budget.trials trials in any state.
+the seeds (any failed seed fails the trial), one value per metric for a multi-objective sweep (tpe,
+nsga2, random). The study is named after the sweep and loaded if it exists, so a resubmission
+continues it; trials left RUNNING by a dead coordinator are told FAIL. The sweep stops asking once
+the study holds budget.trials trials in any state (PRUNED ones count: they are not re-run).
+
+Pruning (`pruner:`): runs post checkpoint values to a PruneBoard actor (study.task); `poll()` drains
+it, reports the mean over the trial's seeds at each step every seed has reached (trial.report, each
+step once, in order), asks should_prune and marks a pruned trial on the board, where its runs read
+the flag at their next post and stop (KILLED). A trial with a stopped run is told PRUNED; one whose
+runs all finished first is told COMPLETE (nothing was saved). Values a run never posted (a run
+quicker than study.task.POST_EVERY_S) are replayed from its training curve when its trial completes,
+so Optuna's pruners, which compare against COMPLETE trials, see every step.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +29,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from study import names
 from study.spec import RunPoint, Sweep
 from study.tracking import store_directory
 
 JOURNAL_FILE = "optuna-journal.log"
+POLL_EVERY_S = 0.02  # the coordinator drains the PruneBoard at most this often
 
 
 def default_storage_path(tracking_uri: str) -> Path:
@@ -47,12 +59,28 @@ def make_sampler(sweep: Sweep, trials_so_far: int = 0) -> optuna.samplers.BaseSa
         return optuna.samplers.RandomSampler(seed=seed)
     if sweep.method == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    if sweep.method == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
+def make_pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
+    """The sweep's `pruner:` as an Optuna pruner; settings absent from the file keep Optuna's defaults."""
+    settings = sweep.pruner.settings
+    if sweep.pruner.name == "median":
+        renamed = {"startup_trials": "n_startup_trials", "warmup_steps": "n_warmup_steps", "interval_steps": "interval_steps"}
+        return optuna.pruners.MedianPruner(**{renamed[key]: value for key, value in settings.items()})
+    if sweep.pruner.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**settings)
+    if sweep.pruner.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**settings)
+    return optuna.pruners.NopPruner()
 
 
 def open_study(sweep: Sweep, storage: Any) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=sweep.name, storage=storage, direction=sweep.metric.goal, load_if_exists=True)
+    study = optuna.create_study(study_name=sweep.name, storage=storage, directions=[m.goal for m in sweep.metrics],
+                                load_if_exists=True, pruner=make_pruner(sweep))
     study.sampler = make_sampler(sweep, len(study.get_trials(deepcopy=False)))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)  # its coordinator died with it in flight
@@ -78,8 +106,12 @@ def suggest(trial: optuna.Trial, sweep: Sweep) -> dict[str, Any]:
 class _Trial:
     trial: optuna.Trial
     waiting: set[str]
-    values: list[float] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=list)  # per finished seed: one value per metric
     failed: bool = False
+    curves: dict[str, dict[int, float]] = field(default_factory=dict)  # run_key -> step -> checkpoint value
+    reported: int = 0  # the last step told to Optuna (each step once, in order)
+    pruned_at: tuple[int, float] | None = None  # (step, value) where should_prune said yes
+    stopped: int = 0  # runs that stopped on the decision (KILLED)
 
 
 class SearchSource:
@@ -91,7 +123,14 @@ class SearchSource:
         self.finished = finished  # run_key -> metrics already in MLflow: reused, not re-run
         self.trials_in_flight = max(1, trials_in_flight)
         self.reused = 0
+        self.pruned = 0  # trials told PRUNED by this coordinator
         self._open: dict[int, _Trial] = {}
+        self.board = None
+        self._last_poll = 0.0
+        if sweep.pruner.active:
+            from study.task import PruneBoard
+
+            self.board = PruneBoard.remote()
 
     @property
     def budget(self) -> int:
@@ -110,36 +149,115 @@ class SearchSource:
             for point in trial_points:
                 if point.run_key in self.finished:  # the same point ran before: reuse its metric
                     self.reused += 1
-                    self._record(state, point.run_key, self.finished[point.run_key].get(self.sweep.metric.name))
+                    self._record(state, point.run_key, self._values(self.finished[point.run_key]))
                 else:
                     points.append(point)
         return points
+
+    def checkpoint_ids(self, points: list[RunPoint]) -> list[tuple[int, str]] | None:
+        """What each run of a chunk posts to the board as (None without a pruner)."""
+        return [(point.trial, point.run_key) for point in points] if self.board is not None else None
+
+    def prepare(self, point: RunPoint, record: dict[str, Any]) -> dict[str, Any]:
+        """A run stopped by a pruning decision gets its reason (tag study.reason) before it is logged."""
+        state = self._open.get(point.trial)
+        if record["status"] == "KILLED" and state is not None and state.pruned_at is not None:
+            step, value = state.pruned_at
+            record = {**record, "reason": names.pruned_reason(step, value)}
+        return record
 
     def observe(self, point: RunPoint, record: dict[str, Any]) -> None:
         state = self._open.get(point.trial)
         if state is None:
             return
-        value = record["scalars"].get(self.sweep.metric.name) if record["status"] == "FINISHED" else None
-        self._record(state, point.run_key, value)
+        if record["status"] == "KILLED" and state.pruned_at is not None:
+            state.stopped += 1
+            self._record(state, point.run_key, None, stopped=True)
+            return
+        values = self._values(record["scalars"]) if record["status"] == "FINISHED" else None
+        if values is not None:  # the whole curve, for steps never posted (tiny runs post nothing)
+            curve = record.get("series", {}).get(names.CHECKPOINT_SERIES.get(self.sweep.problem, ""), [])
+            state.curves.setdefault(point.run_key, {}).update({step: v for step, v in enumerate(curve, start=1)})
+        self._record(state, point.run_key, values)
 
-    def _record(self, state: _Trial, run_key: str, value: float | None) -> None:
+    def _values(self, scalars: dict[str, Any]) -> list[float] | None:
+        values = [scalars.get(m.name) for m in self.sweep.metrics]
+        if any(v is None or not math.isfinite(float(v)) for v in values):
+            return None
+        return [float(v) for v in values]
+
+    def _record(self, state: _Trial, run_key: str, values: list[float] | None, stopped: bool = False) -> None:
         state.waiting.discard(run_key)
-        if value is None or not math.isfinite(value):
+        if values is None and not stopped:
             state.failed = True
-        else:
-            state.values.append(float(value))
+        elif values is not None:
+            state.values.append(values)
         if state.waiting:
             return
         del self._open[state.trial.number]
         if state.failed:
             self.study.tell(state.trial, state=TrialState.FAIL)
+        elif state.stopped:
+            self.pruned += 1
+            self.study.tell(state.trial, state=TrialState.PRUNED)
         else:
-            self.study.tell(state.trial, sum(state.values) / len(state.values))
+            if self.board is not None:
+                self._report_steps(state, ask=False)
+            means = [sum(column) / len(column) for column in zip(*state.values)]
+            self.study.tell(state.trial, means if self.sweep.is_multi_objective else means[0])
+
+    # --- pruning ------------------------------------------------------------------------------
+
+    @property
+    def poll_every_s(self) -> float | None:
+        """How often the coordinator should call poll() (None: no pruner, never)."""
+        return POLL_EVERY_S if self.board is not None else None
+
+    def poll(self) -> None:
+        """Drain the board: report complete steps, ask should_prune, mark pruned trials on the board.
+        At most once per POLL_EVERY_S (one actor round trip each), however quickly results come in."""
+        now = time.monotonic()
+        if self.board is None or now - self._last_poll < POLL_EVERY_S:
+            return
+        self._last_poll = now
+        import ray
+
+        for trial, run_key, values in ray.get(self.board.drain.remote()):
+            state = self._open.get(trial)
+            if state is not None:
+                state.curves.setdefault(run_key, {}).update(dict(values))
+        pruned = [state.trial.number for state in self._open.values() if state.pruned_at is None and self._report_steps(state)]
+        if pruned:
+            self.board.stop.remote(pruned)
+
+    def _report_steps(self, state: _Trial, ask: bool = True) -> bool:
+        """Report each step every seed has reached (mean over seeds), once, in order; True when pruned."""
+        seeds = len(self.sweep.seeds)
+        while state.pruned_at is None or not ask:  # a finishing trial reports its remaining steps too
+            step = state.reported + 1
+            values = [curve[step] for curve in state.curves.values() if step in curve]
+            if len(values) < seeds:
+                return False
+            value = sum(values) / len(values)
+            state.trial.report(value, step)
+            state.reported = step
+            if ask and state.trial.should_prune():
+                state.pruned_at = (step, value)
+                return True
+        return False
 
     def exhausted(self) -> bool:
         return not self._open and self.trial_count() >= self.budget
 
     def best(self) -> tuple[float | None, dict[str, Any] | None]:
+        """The best value of the primary (first) metric; multi-objective: among the Pareto front."""
+        if self.sweep.is_multi_objective:
+            front = self.study.best_trials
+            if not front:
+                return None, None
+            pick = min if self.sweep.metric.goal == "minimize" else max
+            best = pick(front, key=lambda trial: trial.values[0])
+            return best.values[0], best.params
         try:
             best = self.study.best_trial
         except ValueError:  # no COMPLETE trial yet

@@ -3,8 +3,9 @@
 A sweep file is YAML (or JSON) text:
 
     name: dugd-grid
-    method: grid                      # grid | random | tpe | cmaes
-    metric: {name: root_error, goal: minimize}
+    method: grid                      # grid | random | tpe | cmaes | nsga2
+    metric: {name: root_error, goal: minimize}   # or a list of them: a multi-objective search
+    pruner: none                      # none | median | successive_halving | hyperband, or {name: median, ...}
     seeds: [0, 1]                     # the replicate axis
     parameters: {problem: dugd, n: [64, 128], T: 8, lr: {distribution: log_uniform, min: 1e-4, max: 0.1}}
 
@@ -25,9 +26,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from study.errors import StudyInputError, describe_validation_error, key_text
+from study.objectives import MAX_OBJECTIVES, PRUNER_SETTINGS, Metric, Pruner, check_objectives
 
 MAX_GRID_RUNS = 100_000
 # A sweep file is a few dozen values; these caps stop YAML alias bombs ("billion laughs") and
@@ -35,18 +38,13 @@ MAX_GRID_RUNS = 100_000
 MAX_DOCUMENT_VALUES = 1_000_000
 MAX_DOCUMENT_DEPTH = 32
 MAX_SEED = 2**63 - 1
-SEARCH_METHODS = ("random", "tpe", "cmaes")
+SEARCH_METHODS = ("random", "tpe", "cmaes", "nsga2")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 _SCALAR = (bool, int, float, str)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Metric(_Strict):
-    name: str = Field("root_error", min_length=1, max_length=250)
-    goal: Literal["minimize", "maximize"] = "minimize"
 
 
 class Budget(_Strict):
@@ -101,8 +99,11 @@ class RunPoint:
 class Sweep(_Strict):
     name: str = Field(pattern=_NAME_PATTERN, description="safe identifier; the sweep id")
     experiment: str | None = Field(None, min_length=1, max_length=250)
-    method: Literal["grid", "random", "tpe", "cmaes"] = "grid"
-    metric: Metric = Metric()
+    method: Literal["grid", "random", "tpe", "cmaes", "nsga2"] = "grid"
+    # `metric:` in the file: one {name, goal}, or a list of them (multi-objective; the first is primary).
+    objectives: list[Metric] = Field(default_factory=lambda: [Metric()], alias="metric", min_length=1,
+                                     max_length=MAX_OBJECTIVES)
+    pruner: Pruner = Field(default_factory=Pruner, exclude_if=lambda pruner: not pruner.active)
     budget: Budget | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=10_000)
     parameters: dict[str, Any] = Field(min_length=1)
@@ -112,6 +113,48 @@ class Sweep(_Strict):
     tracking: Tracking = Tracking()
     # The text the sweep was loaded from (logged as the parent run's sweep.yaml artifact).
     _source_text: str = PrivateAttr("")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=False,
+                              serialize_by_alias=True)
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _one_metric_is_a_list_of_one(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _pruner_by_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, (dict, Pruner)):
+            raise ValueError(f"a pruner name ({', '.join(PRUNER_SETTINGS)}) or {{name: NAME, setting: N, ...}}")
+        return value
+
+    @field_serializer("objectives")
+    def _metric_as_written(self, objectives: list[Metric]) -> Any:
+        # One metric dumps as the mapping it was (parent-run params metric.name / metric.goal).
+        return objectives[0].model_dump() if len(objectives) == 1 else [m.model_dump() for m in objectives]
+
+    @property
+    def metric(self) -> Metric:
+        """The primary metric: the only one, or the first of a multi-objective list ('best' uses it)."""
+        return self.objectives[0]
+
+    @property
+    def metrics(self) -> list[Metric]:
+        return list(self.objectives)
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def notes(self) -> list[str]:
+        """One line each: settings that apply but do nothing here."""
+        if self.pruner.active and not self.is_search:
+            return [f"note: pruner {self.pruner.name} ignored: grid sweeps run every point to the end"]
+        return []
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -193,8 +236,11 @@ class Sweep(_Strict):
         else:
             lines.append(f"{self.total_runs} runs = grid {_grid_size(self.axes)} x {len(self.seeds)} seeds")
             lines.append(f"axes: {axes}")
-        lines.append(f"metric: {self.metric.name} ({self.metric.goal})")
-        return "\n".join(lines)
+        lines.append("metric: " + ", ".join(f"{m.name} ({m.goal})" for m in self.objectives))
+        if self.pruner.active:
+            settings = ", ".join(f"{k}={v}" for k, v in self.pruner.settings.items())
+            lines.append(f"pruner: {self.pruner.name}" + (f" ({settings})" if settings else ""))
+        return "\n".join([*lines, *self.notes])
 
 
 def run_key(params: dict[str, Any]) -> str:
@@ -226,6 +272,8 @@ def load_sweep(source: str | os.PathLike[str]) -> Sweep:
         sweep = Sweep.model_validate(data)
     except ValidationError as error:
         errors = [_explain_name(line) for line in describe_validation_error(error)]
+        if isinstance(data.get("metric"), dict):  # one metric is held as a list of one: say metric.goal, not metric.0.goal
+            errors = [line.replace("metric.0.", "metric.", 1) if line.startswith("metric.0.") else line for line in errors]
         # Report the parameters' errors too, so one pass over the file shows every problem.
         if isinstance(data.get("parameters"), dict) and data["parameters"]:
             method = data.get("method") if data.get("method") in SEARCH_METHODS else "grid"
@@ -288,6 +336,7 @@ def _check_method(sweep: Sweep) -> list[str]:
         errors.append(f"budget: missing, expected {{trials: N}} for method {sweep.method}")
     if not sweep.is_search and sweep.budget is not None:
         errors.append(f"budget: got {sweep.budget.model_dump()}, expected no budget for method grid")
+    errors += check_objectives(sweep)
     if len(set(sweep.seeds)) != len(sweep.seeds):
         errors.append(f"seeds: got {_short(sweep.seeds)}, expected distinct seeds")
     if any(seed < 0 or seed > MAX_SEED for seed in sweep.seeds):

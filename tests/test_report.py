@@ -92,8 +92,9 @@ def test_report_files_exist_are_pngs_and_are_logged(grid_report):
     assert made.swept == ["T", "n"]  # kappa is single-valued, seed is the replicate axis
     assert made.counts == {"runs": 9, "done": 8, "failed": 1, "other": 0}
     links = referenced_files(made.index)
-    # heatmap + one line plot per swept axis + steps/roots overlays of the 2 largest and 2 smallest runs
-    assert len(links) == 1 + 2 + 4 * 2
+    # heatmap + one line plot per swept axis + the parameter importance bar chart
+    # + steps/roots overlays of the 2 largest and 2 smallest runs
+    assert len(links) == 1 + 2 + 1 + 4 * 2
     for link in links:
         path = made.index.parent / link
         assert path.is_file(), link

@@ -19,6 +19,7 @@ optimal constant step 2/(λ_min + λ_max) of the reference edges (resolved_init)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,10 @@ from workers.optimal import loss_and_gradient
 from workers.spectra import Problem
 
 Array = NDArray[np.float64]
+# on_checkpoint(step, value) -> stop?: called after generation `step` (1-based) with the exact expected
+# loss (1/n) Σ P_g(λ_i)² of the trained prefix at that generation's depth (incremental: depth = step;
+# full: depth T). Returning True stops training there (e.g. an early-stopping decision from outside).
+OnCheckpoint = Callable[[int, float], bool]
 VALIDATION_SAMPLES = 10_000  # the fixed validation batch (its χ² weights), shared by every mode
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults, as in the notebook
 
@@ -73,6 +78,7 @@ class Training:
     adam_steps: int
     device: str
     dtype: str
+    stopped_at: int | None = None  # the generation after which on_checkpoint asked to stop
 
     @property
     def steps(self) -> Array:
@@ -101,20 +107,23 @@ def initial_gamma(config: TrainingConfig, problem: Problem) -> Array:
     return np.full(config.T, float(init))
 
 
-def train(problem: Problem, config: TrainingConfig) -> Training:
-    """Run the protocol in `config.mode`; deterministic given (problem, config)."""
+def train(problem: Problem, config: TrainingConfig, on_checkpoint: OnCheckpoint | None = None) -> Training:
+    """Run the protocol in `config.mode`; deterministic given (problem, config). With on_checkpoint,
+    training stops after the first generation at which it returns True (stopped_at; the arrays then
+    hold only the generations trained)."""
     lam = problem.eigenvalues
     n = lam.shape[0]
     validation = np.random.default_rng([config.seed, 2]).chisquare(VALIDATION_SAMPLES, n) / (VALIDATION_SAMPLES * n)
     exact = np.full(n, 1.0 / n)
     gamma0 = initial_gamma(config, problem)
+    checkpoint = _checkpoints(lam, config, on_checkpoint)
     if config.mode == "expected":
-        gammas, grad_norms = _train_expected(lam, config, gamma0)
+        gammas, grad_norms = _train_expected(lam, config, gamma0, checkpoint)
         device, dtype = "cpu", "float64"
     else:
-        gammas, grad_norms, device = _train_torch(problem, config, gamma0)
+        gammas, grad_norms, device = _train_torch(problem, config, gamma0, checkpoint)
         dtype = config.dtype
-    depths = config.depths()
+    depths = config.depths()[: len(gammas)]
     validation_loss = np.array([error_curve(residual_polynomials(g[:d], lam), validation)[-1]
                                 for g, d in zip(gammas, depths)])
     expected_loss = np.array([error_curve(residual_polynomials(g[:d], lam), exact)[-1]
@@ -123,7 +132,22 @@ def train(problem: Problem, config: TrainingConfig) -> Training:
         gamma=gammas[-1].copy(), gamma_by_generation=np.array(gammas), validation_loss=validation_loss,
         expected_loss=expected_loss, grad_norm=np.array(grad_norms),
         adam_steps=len(depths) * config.batches_per_generation, device=device, dtype=dtype,
+        stopped_at=len(gammas) if len(gammas) < config.T else None,
     )
+
+
+def _checkpoints(lam: Array, config: TrainingConfig, on_checkpoint: OnCheckpoint | None) -> Callable[[int, Array], bool]:
+    """(generation index, γ after it) -> stop?; never stops without on_checkpoint (and costs nothing)."""
+    if on_checkpoint is None:
+        return lambda generation, gamma: False
+    exact = np.full(lam.shape[0], 1.0 / lam.shape[0])
+    depths = config.depths()
+
+    def checkpoint(generation: int, gamma: Array) -> bool:
+        value = error_curve(residual_polynomials(np.asarray(gamma, dtype=np.float64)[: depths[generation]], lam), exact)[-1]
+        return bool(on_checkpoint(generation + 1, float(value)))
+
+    return checkpoint
 
 
 class NumpyAdam:
@@ -153,17 +177,20 @@ class NumpyAdam:
         param[:depth] -= step_size * exp_avg / denom
 
 
-def _train_expected(lam: Array, config: TrainingConfig, gamma0: Array) -> tuple[list[Array], list[float]]:
+def _train_expected(lam: Array, config: TrainingConfig, gamma0: Array,
+                    checkpoint: Callable[[int, Array], bool]) -> tuple[list[Array], list[float]]:
     gamma = gamma0.astype(np.float64).copy()
     weights = np.full(lam.shape[0], 1.0 / lam.shape[0])
     adam = NumpyAdam(config.T, config.lr)
     gammas, grad_norms = [], []
-    for depth in config.depths():
+    for generation, depth in enumerate(config.depths()):
         for _ in range(config.batches_per_generation):
             _, grad = loss_and_gradient(gamma[:depth], lam, weights)
             adam.step(gamma, grad)
         gammas.append(gamma.copy())
         grad_norms.append(float(np.linalg.norm(grad)))
+        if checkpoint(generation, np.abs(gamma)):
+            break
     return gammas, grad_norms
 
 
@@ -176,7 +203,8 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tuple[list[Array], list[float], str]:
+def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array,
+                 checkpoint: Callable[[int, Array], bool]) -> tuple[list[Array], list[float], str]:
     device = resolve_device(config.device)
     dtype = torch.float32 if config.dtype == "float32" else torch.float64
     gamma = torch.nn.Parameter(torch.tensor(gamma0, dtype=dtype, device=device))
@@ -196,6 +224,8 @@ def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array) -> tup
                 optimizer.step()
             gammas.append(gamma.detach().to("cpu", torch.float64).numpy().copy())
             grad_norms.append(float(gamma.grad.norm()))
+            if checkpoint(generation, np.abs(gammas[-1])):
+                break
     finally:
         torch.set_num_threads(threads)
     return gammas, grad_norms, device

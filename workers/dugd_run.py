@@ -11,7 +11,7 @@ import numpy as np
 
 from workers import chebyshev as cheb
 from workers import metrics
-from workers.dugd import Training, TrainingConfig, resolved_init, train
+from workers.dugd import OnCheckpoint, Training, TrainingConfig, resolved_init, train
 from workers.optimal import optimal_steps
 from workers.result import Result
 from workers.specs import DugdSpec
@@ -21,12 +21,17 @@ from workers.unrolling import curse_of_unrolling
 EMPIRICAL_SEED_STREAM = 4  # eval samples come from default_rng([seed, 4]), apart from training draws
 
 
-def run_dugd(spec: DugdSpec) -> Result:
+def run_dugd(spec: DugdSpec, on_checkpoint: OnCheckpoint | None = None) -> Result:
+    """on_checkpoint(generation, prefix MSE) -> stop? (workers.dugd.OnCheckpoint): a run told to stop
+    comes back KILLED with its partial training curves and no comparison (primal-dual training
+    reports no checkpoints)."""
     problem = build_problem(spec)
     if spec.descent_eps is not None:
         return _run_descending(problem, spec)
     config = TrainingConfig.from_spec(spec)
-    training = train(problem, config)
+    training = train(problem, config, on_checkpoint)
+    if training.stopped_at is not None:
+        return stopped_result(training)
     scalars, series = compare(problem, training.steps, spec.T)
     series["mse_curve_empirical"] = empirical_mse_curve(problem, training.steps, spec, training.device)
     scalars["mse_empirical"] = series["mse_curve_empirical"][-1]
@@ -43,6 +48,17 @@ def run_dugd(spec: DugdSpec) -> Result:
     if spec.mode == "eigen":
         info["eigen_sampling"] = "chi-square weights"
     return _failed_if_diverged(Result(params={}, scalars=scalars, series=series, info=info))
+
+
+def stopped_result(training: Training) -> Result:
+    """A run stopped from outside after generation S: what it trained so far, no comparison."""
+    scalars: dict[str, float | None] = {}
+    series: dict[str, list[float]] = {}
+    _add_training(scalars, series, training)
+    scalars["stopped_at_generation"] = float(training.stopped_at)
+    reason = f"stopped after generation {training.stopped_at} of {training.gamma_by_generation.shape[1]} on request"
+    info = {"device": training.device, "dtype": training.dtype}
+    return Result(params={}, status="KILLED", reason=reason, scalars=scalars, series=series, info=info)
 
 
 def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, float], dict[str, list[float]]]:

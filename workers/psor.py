@@ -7,6 +7,8 @@ Every error is evaluated in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -80,6 +82,7 @@ def train_omega(
     seed: int,
     x0_around: str = "origin",
     x0_scale: float = 1.0,
+    on_checkpoint: Callable[[int, float], bool] | None = None,
 ) -> tuple[Array, Array]:
     """Deep-unfolded PSOR (DU-Book DU-PSOR): incremental depth d = 1..depth, `steps_per_depth` Adam
     steps on the loss mean_b ‖x_d − x*‖²/‖x_0 − x*‖² from fresh x0 (initial_points); ω periodic
@@ -87,6 +90,8 @@ def train_omega(
 
     One Adam is created once and never reset, so ω entries beyond the current depth keep their init
     until reached (domain.md §1.4). Returns (ω in layer order, loss after each depth's last step).
+    on_checkpoint(d, loss after depth d) -> stop?: True ends training after depth d (the losses then
+    stop there too).
     """
     generator = torch.Generator().manual_seed(seed)
     omegas = torch.full((T,), float(init), dtype=torch.float64, requires_grad=True)
@@ -104,6 +109,8 @@ def train_omega(
             loss.backward()
             optimizer.step()
         losses.append(float(loss.detach()))
+        if on_checkpoint is not None and d < depth and on_checkpoint(d, losses[-1]):
+            break
     return np.abs(omegas.detach().numpy()), np.asarray(losses)
 
 
@@ -127,7 +134,7 @@ def period_contractions(curve: Array, T: int, floor: float) -> Array:
     return np.asarray(ratios, dtype=np.float64)
 
 
-def run_psor(spec: PsorSpec) -> Result:
+def run_psor(spec: PsorSpec, on_checkpoint: Callable[[int, float], bool] | None = None) -> Result:
     """One PSOR run: error curves of every scheme (plus learned when omega=learned), spectral radii
     per period against the Chebyshev bound, and for learned ω its distance to the Chebyshev ω.
 
@@ -165,7 +172,12 @@ def run_psor(spec: PsorSpec) -> Result:
             seed=spec.seed,
             x0_around=spec.x0_around,
             x0_scale=spec.x0_scale,
+            on_checkpoint=on_checkpoint,
         )
+        if len(losses) < depth:  # stopped from outside: the partial training curve, nothing compared
+            reason = f"stopped after depth {len(losses)} of {depth} on request"
+            return Result(params={}, status="KILLED", reason=reason, scalars={"stopped_at_depth": float(len(losses))},
+                          series={"train_loss": losses.tolist(), "learned_omega": learned.tolist()})
         schedules["learned"] = learned
         series["learned_omega"] = learned.tolist()
         series["train_loss"] = losses.tolist()

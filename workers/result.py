@@ -16,7 +16,7 @@ class Result:
     number, so it is not logged, and aggregation over seeds counts only the runs that reached it."""
 
     params: dict[str, Any]
-    status: Literal["FINISHED", "FAILED"] = "FINISHED"
+    status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED"  # KILLED: stopped on request (on_checkpoint)
     reason: str | None = None
     scalars: dict[str, float | None] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)

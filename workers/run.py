@@ -22,9 +22,11 @@ def parse_spec(params: Mapping[str, Any]) -> Any:
     return _SPEC_ADAPTER.validate_python(data)
 
 
-def run(spec: Mapping[str, Any] | Any) -> Result:
+def run(spec: Mapping[str, Any] | Any, on_checkpoint: Callable[[int, float], bool] | None = None) -> Result:
     """Run one spec. Never raises for a failing run: exceptions and non-finite results come back
-    as a FAILED Result with the reason, so one bad point never takes a sweep down."""
+    as a FAILED Result with the reason, so one bad point never takes a sweep down.
+    on_checkpoint(step, value) -> stop? goes to problems that train in stages (dugd, psor with
+    learned omega); a run it stops comes back KILLED with its partial curves."""
     if isinstance(spec, Mapping):
         spec = parse_spec(spec)
     params = spec.model_dump(mode="json")
@@ -34,7 +36,7 @@ def run(spec: Mapping[str, Any] | Any) -> Result:
         return Result(params=params, status="FAILED", reason=f"{type(error).__name__}: {error}")
     started = time.perf_counter()
     try:
-        result = handler(spec)
+        result = handler(spec, on_checkpoint) if on_checkpoint is not None and spec.problem in _CHECKPOINTED else handler(spec)
     except Exception as error:  # noqa: BLE001 - recorded, not swallowed
         result = Result(params=params, status="FAILED", reason=f"{type(error).__name__}: {error}")
     result.params = params
@@ -60,6 +62,7 @@ def _run_probe(spec: ProbeSpec) -> Result:
     return Result(params={}, scalars={"value": value, "root_error": value}, series={"curve": [value, value / 2]})
 
 
+_CHECKPOINTED = {"dugd", "psor"}  # handlers taking on_checkpoint
 # Problem modules are imported on first use, so a worker pays only for the problems it runs.
 _HANDLER_NAMES = {
     "dugd": ("workers.dugd_run", "run_dugd"),
