@@ -34,12 +34,12 @@ KAPPAS = [round(2 * (5000 ** (index / 24)), 3) for index in range(25)]  # 2 .. 1
 DEPTHS = [2, 3, 4, 6, 8, 12, 16, 24]
 
 
-def sweep_text(name: str, seeds: int) -> str:
+def sweep_text(name: str, seeds: int, kappas: list[float] = KAPPAS) -> str:
     import yaml
 
     return yaml.safe_dump({
         "name": name, "seeds": list(range(seeds)),
-        "parameters": {"problem": "dugd", "mode": "expected", "n": 16, "T": DEPTHS, "kappa": KAPPAS,
+        "parameters": {"problem": "dugd", "mode": "expected", "n": 16, "T": DEPTHS, "kappa": kappas,
                        "batches_per_generation": 20, "eval_samples": 200},
     }, sort_keys=False)
 
@@ -75,6 +75,9 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     slots = int(ray.cluster_resources()["CPU"])
     sweep = load_sweep(sweep_text(name, args.seeds))
+    # A small warm-up sweep first: every module the coordinator imports is loaded before RSS is read.
+    warm = load_sweep(sweep_text("scale-warm-up", 1, KAPPAS[:2]))
+    submit(warm, tracking_uri=uri, figures=False)
     rss_before, db_before = rss_mb(), (directory / "mlflow.db").stat().st_size
     started = time.perf_counter()
     summary = submit(sweep, tracking_uri=uri, figures=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 from mlflow.entities import LifecycleStage, SourceType
@@ -91,10 +92,26 @@ def insert_runs(store: SqlAlchemyStore, runs: Sequence[ChildRun], artifact_locat
                 latest[key] = (step, timestamp, value)
         latest_rows += [{"key": key, "value": value, "timestamp": timestamp, "step": step, "is_nan": False,
                          "run_uuid": run.run_id} for key, (step, timestamp, value) in latest.items()]
+    # Grouped by key, the rows go into MLflow's (key, ...) primary-key indexes in order: fewer
+    # page splits, so a faster insert and a denser file.
+    metric_rows.sort(key=lambda row: row["key"])
+    latest_rows.sort(key=lambda row: row["key"])
     with store.ManagedSessionMaker() as session:  # commits on exit, rolls back on error
-        connection = session.connection()  # Core executemany: the ORM's per-row bookkeeping is most of the cost
+        connection = session.connection()
         for model, rows in ((SqlRun, run_rows), (SqlTag, tag_rows), (SqlParam, param_rows),
                             (SqlMetric, metric_rows), (SqlLatestMetric, latest_rows)):
-            for start in range(0, len(rows), 5000):
-                if rows[start : start + 5000]:
-                    connection.execute(model.__table__.insert(), rows[start : start + 5000])
+            _insert(connection, model.__table__, rows)
+
+
+def _insert(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany of plain tuples straight to the driver: SQLAlchemy's per-row parameter
+    processing costs more than SQLite's own insert here. Table and column names are MLflow's."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    quote = connection.dialect.identifier_preparer.quote
+    statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                 f"VALUES ({', '.join([marker] * len(columns))})")
+    for start in range(0, len(rows), 5000):
+        connection.exec_driver_sql(statement, [tuple(row[c] for c in columns) for row in rows[start : start + 5000]])

@@ -9,6 +9,7 @@ Public face:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import mlflow
@@ -26,8 +27,15 @@ class SweepNotFound(LookupError):
 
 
 def _use(tracking_uri: str | None) -> None:
+    """Point MLflow's fluent API (search_runs) at the store, in this process only: set_tracking_uri
+    also writes MLFLOW_TRACKING_URI into os.environ, which every subprocess started later inherits."""
     if tracking_uri:
+        inherited = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(tracking_uri)
+        if inherited is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = inherited
 
 
 def _quote(value: str) -> str:

@@ -330,9 +330,10 @@ def log_text_artifact(artifact_uri: str, tracking_uri: str, text: str, name: str
     store (beside an embedded one) is written in place, which is most of the write cost saved."""
     parsed = urlparse(artifact_uri)
     if parsed.scheme == "file" and not parsed.netloc:
-        directory = Path(url2pathname(parsed.path))
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / name).write_text(text)
+        directory = url2pathname(parsed.path)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name), "w") as handle:
+            handle.write(text)
         return
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / name
