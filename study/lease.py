@@ -8,7 +8,10 @@ Which mechanism covers which case:
   of one service. The kernel drops the lock when its holder dies, even by kill -9, so a resubmit
   gets it at once (no expiry). The file holds the holder as JSON (host, pid, since) for the
   refusal. Not covered: one SQLite file shared by several hosts over a network filesystem (flock
-  is unreliable there, and so is SQLite).
+  is unreliable there, and so is SQLite). The first use of a SQLite store in a process is also
+  serialised, with a blocking flock on <store file>.init.lock (store_init_lock): MLflow migrates a
+  fresh store on first use, and two migrations at once leave it broken, even for two different
+  sweeps.
 - Server and database stores (http(s)://, postgresql://, ...): tags on the sweep's parent run, one
   per claimant (names.TAG_LEASE_PREFIX + holder id; JSON value: host, pid, since, heartbeat, state).
   It covers coordinators on different hosts and Ray clusters that share the store. A claimant that
@@ -30,7 +33,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -87,12 +91,34 @@ def acquire(sweep: Any, tracking_uri: str, *, wait: bool = False,
             time.sleep(WAIT_POLL_S)
 
 
+@contextmanager
+def store_init_lock(tracking_uri: str) -> Iterator[None]:
+    """Around a process's first use of a SQLite store: one process at a time creates its tables."""
+    store = _sqlite_file(tracking_uri)
+    if store is None:
+        yield
+        return
+    path = store.parent / LOCK_DIR / f"{store.name}.init.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    if urlparse(tracking_uri).scheme != "sqlite":
+        return None
+    path = tracking_uri.removeprefix("sqlite:///")
+    return Path(path if path.startswith("/") else Path.cwd() / path)
+
+
 def _lease_for(sweep: Any, tracking_uri: str) -> "FileLease | TagLease":
     sweep_name = sweep.name
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        path = tracking_uri.removeprefix("sqlite:///")
-        store = Path(path if path.startswith("/") else Path.cwd() / path)
+    parsed, store = urlparse(tracking_uri), _sqlite_file(tracking_uri)
+    if store is not None:
         return FileLease(sweep_name, store)
     if parsed.scheme in ("", "file"):
         return FileLease(sweep_name, Path(parsed.path or tracking_uri).resolve() / "store")

@@ -35,6 +35,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from study.lease import store_init_lock
 from study.names import (  # noqa: F401 - re-exported
     EXPERIMENT_KIND_RUNS, KIND_RUN, KIND_SWEEP, FIGURES_ARTIFACT_DIR, RESULT_ARTIFACT, SWEEP_FILE_ARTIFACT,
     TAG_ATTEMPT, TAG_EXPERIMENT_KIND, TAG_GIT_COMMIT, TAG_GIT_DIRTY, TAG_KIND, TAG_METHOD, TAG_NODE, TAG_PARENT,
@@ -290,13 +291,15 @@ def start_parent(sweep: Any, tracking_uri: str) -> str:
     """Find or create the sweep's experiment and parent run now, retrying briefly (a fresh SQLite
     store that another process is migrating, a locked database, a server starting); the parent's
     run id. Raises SweepStartRefused with a one-line reason when the store keeps refusing.
+    The first use of a SQLite store holds study.lease.store_init_lock.
     Two coordinators creating the parent at once on a server store: each waits SETTLE_S, and the
     one whose run is not the sweep's (_parent_order) deletes its own."""
     last: BaseException | None = None
     for attempt in range(START_TRIES):
         try:
-            client = MlflowClient(tracking_uri)
-            exp_id = experiment_id(client, sweep.experiment_name, tracking_uri, create=True)
+            with store_init_lock(tracking_uri):  # a fresh SQLite store: one process migrates it
+                client = MlflowClient(tracking_uri)
+                exp_id = experiment_id(client, sweep.experiment_name, tracking_uri, create=True)
             runs = list(sweep_runs(client, exp_id, sweep.name, kind=KIND_SWEEP))
             if runs:
                 return min(runs, key=_parent_order).info.run_id
