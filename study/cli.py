@@ -106,7 +106,7 @@ def _call_server(server: str, call):
     try:
         return call()
     except ServiceError as error:
-        fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+        fail(error.lines, 2 if error.status_code in (404, 422) else 3 if error.status_code == 409 else 1)  # 3: sweep busy
     except httpx.HTTPError as error:
         fail(f"--server: got {server!r}, expected a reachable study service ({type(error).__name__}: {error})", 1)
 

@@ -20,7 +20,9 @@ Which mechanism covers which case:
   refuse. The holder rewrites its heartbeat every TTL/6; a claim whose heartbeat is older than the
   TTL (STUDY_LEASE_TTL_S, default 30 s) is dead, so a holder lost to kill -9 or a dead node keeps
   a resubmit out for at most one TTL. Assumes the hosts' clocks agree to well within the TTL and
-  that a tag written is visible to readers within SETTLE_S.
+  that a tag written is visible to readers within SETTLE_S. A holder cut off from the store for
+  longer than the TTL (its heartbeats fail) can be overtaken by a new coordinator: the lease is
+  only as good as the store's reachability.
 """
 
 from __future__ import annotations

@@ -209,7 +209,11 @@ def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(mlflow_server, cre
 
     code, out, err = finish(submit(tmp_path, sweep_file, store, two_clusters[1], "--wait", env=env))
     assert code == 0, err[-3000:]
+    assert time.time() >= expires_at
+    # It said whom it waited for, then took the sweep over once the lease expired and resumed it.
+    assert f"waiting: sweep lost-holder is being run by host {busy.value.holder['host']} pid {first.pid} since" in err
     assert_landed_once(store, "lost-holder", SLOW)
-    # Every run the second coordinator ran began after the lease expired, none before.
+    # Every run the second coordinator ran itself (not replayed from the dead one's journal) began
+    # after the lease expired.
     resumed = [run for run in children(store, "lost-holder") if run.info.start_time / 1000 > killed_at]
-    assert resumed and all(run.info.start_time / 1000 >= expires_at for run in resumed)
+    assert all(run.info.start_time / 1000 >= expires_at for run in resumed)
