@@ -136,8 +136,14 @@ class FileLease:
         self._fd: int | None = None
 
     def try_acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
+        except OSError as error:  # the store's directory is unusable: so is the store
+            from study.tracking import SweepStartRefused
+
+            raise SweepStartRefused(f"sweep {self.sweep_name}: cannot lock it beside its store ({type(error).__name__}: "
+                                    f"{error.strerror or error}); nothing was scheduled") from error
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
