@@ -96,33 +96,38 @@ def test_cli_and_study_serve_on_one_store_never_run_a_sweep_twice(ray_head, tmp_
     service, url = topology.start_study_serve("serve", tmp_path, store, ray_head.address, token,
                                               env={**ray_head.env, "STUDY_SPOOL_DIR": str(tmp_path / "spool")})
     headers = {"Authorization": f"Bearer {token}"}
-    try:
-        # The service first: the CLI is refused while the service runs the sweep.
-        posted = httpx.post(f"{url}/sweeps", content=GRID.format(name="svc-first"), headers=headers, timeout=60)
-        assert posted.status_code == 202, posted.text
-        code, _, err = finish(submit(tmp_path, write_sweep(tmp_path, "svc-first"), store, ray_head))
-        assert code == 3
-        assert int(assert_one_line_refusal(err, "svc-first").group(2)) == service.process.pid
 
-        # The CLI first: the service answers 409 with the same line, naming the CLI's pid.
+    def state(name: str) -> str:
+        return httpx.get(f"{url}/sweeps/{name}", headers=headers, timeout=10).json()["state"]
+
+    try:
+        # The CLI first: the service answers 409 with the refusal line, naming the CLI's pid.
         cli = submit(tmp_path, write_sweep(tmp_path, "cli-first"), store, ray_head)
         lock = tmp_path / ".study-locks" / "mlflow.db.cli-first.lock"
-        topology.wait_for(lambda: lock.exists() and lock.read_text(), 60, "the CLI holds the sweep")
+        topology.wait_for(lambda: lock.exists() and lock.read_text(), 120, "the CLI holds the sweep")
         refused = httpx.post(f"{url}/sweeps", content=GRID.format(name="cli-first"), headers=headers, timeout=60)
         assert refused.status_code == 409, refused.text
         assert REFUSAL.fullmatch("error: " + refused.json()["detail"]).group(2) == str(cli.pid)
         code, out, err = finish(cli)
         assert code == 0, err[-3000:]
+        assert f"runs: {N} total, {N} finished, 0 failed, 0 skipped" in out
 
-        def finished() -> bool:
-            state = httpx.get(f"{url}/sweeps/svc-first", headers=headers, timeout=10).json()
-            return state["state"] == "finished"
-
-        topology.wait_for(finished, 240, "the service's sweep")
+        # The service first, with runs long enough that it still holds the sweep however slowly the
+        # CLI starts: the CLI is refused in one line naming the service's pid; then cancel it.
+        long_runs = "name: svc-first\nseeds: [0, 1]\nparameters: {problem: probe, work_s: 600, x: [0, 1]}\n"
+        posted = httpx.post(f"{url}/sweeps", content=long_runs, headers=headers, timeout=60)
+        assert posted.status_code == 202, posted.text
+        (tmp_path / "svc-first.yaml").write_text(long_runs)
+        code, _, err = finish(submit(tmp_path, tmp_path / "svc-first.yaml", store, ray_head))
+        assert code == 3
+        assert int(assert_one_line_refusal(err, "svc-first").group(2)) == service.process.pid
+        httpx.post(f"{url}/sweeps/svc-first/cancel", headers=headers, timeout=10)
+        topology.wait_for(lambda: state("svc-first") == "cancelled", 120, "the service's sweep cancelled")
+        lease.acquire(load_sweep(tmp_path / "svc-first.yaml"), store).release()  # the service let go of it
     finally:
         service.stop()
-    assert_landed_once(store, "svc-first")
     assert_landed_once(store, "cli-first")
+    assert children(store, "svc-first") == []  # cancelled in flight: nothing half-written, nothing twice
 
 
 def test_kill_9_of_the_holder_frees_an_embedded_store_at_once(ray_head, tmp_path):
@@ -138,6 +143,21 @@ def test_kill_9_of_the_holder_frees_an_embedded_store_at_once(ray_head, tmp_path
     code, out, err = finish(submit(tmp_path, sweep_file, store, ray_head))
     assert code == 0, err[-3000:]
     assert_landed_once(store, "killed", SLOW)
+
+
+def test_a_store_that_refuses_the_start_fails_the_submit_before_any_run(tmp_path, run_cli):
+    """No tracking server listens: the parent run cannot be created. After ~10 s of retries the
+    submit fails in one line (exit 1) and nothing is scheduled (no Ray is even started)."""
+    sweep_file = write_sweep(tmp_path, "refused")
+    store = f"http://127.0.0.1:{topology.free_port()}"
+    started = time.monotonic()
+    result = run_cli("submit", str(sweep_file), "--tracking-uri", store, env={"STUDY_SPOOL_DIR": str(tmp_path / "spool")})
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: sweep refused: the tracking store refused to create its parent run ("), lines
+    assert lines[0].endswith("); nothing was scheduled")
+    assert time.monotonic() - started >= sum(tracking.START_RETRY_S)  # it retried before giving up
+    assert not (tmp_path / "spool").exists()  # not one write was journaled
 
 
 # ---- a server store shared by coordinators on different Ray clusters ("hosts") --------------------
