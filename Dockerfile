@@ -22,7 +22,7 @@ COPY workers workers
 COPY configs configs
 RUN pip install --no-deps . \
     && useradd --create-home --uid 1000 study \
-    && mkdir -p /mlartifacts && chown study /mlartifacts
+    && mkdir -p /mlartifacts /mlflow-auth && chown study /mlartifacts /mlflow-auth
 USER study
 
 # Ray needs the same token on every node and the driver (RAY_AUTH_TOKEN, set in compose).

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -110,17 +111,32 @@ class SweepService:
         self._lock = threading.Lock()
 
     def start(self, sweep: Any, *, resumed: bool = False) -> SweepRecord:
+        """409 when this service runs the sweep, or another coordinator (CLI, another service) holds
+        its lease on the store; 503 when the store will not create its parent run."""
+        from study import lease, tracking
+
         with self._lock:
             current = self._sweeps.get(sweep.name)
             if current is not None and current.state in ("running", "cancelling"):
                 raise HTTPException(409, f"sweep {sweep.name!r} is already running")
             record = SweepRecord(sweep_id=sweep.name, resumed=resumed)
             self._sweeps[sweep.name] = record
+        try:
+            held = lease.acquire(sweep, tracking.resolve_tracking_uri(self.config.tracking_uri))
+        except (lease.SweepBusy, tracking.SweepStartRefused) as error:
+            with self._lock:  # forget the record: the sweep is not ours
+                if self._sweeps.get(sweep.name) is record:
+                    if current is None:
+                        del self._sweeps[sweep.name]
+                    else:
+                        self._sweeps[sweep.name] = current
+            status = 409 if isinstance(error, lease.SweepBusy) else 503
+            raise HTTPException(status, _without_paths(str(error))) from None
         # Daemon: a service that stops leaves the parent run RUNNING, which is what resume looks for.
-        threading.Thread(target=self._run, args=(sweep, record), name=f"sweep-{sweep.name}", daemon=True).start()
+        threading.Thread(target=self._run, args=(sweep, record, held), name=f"sweep-{sweep.name}", daemon=True).start()
         return record
 
-    def _run(self, sweep: Any, record: SweepRecord) -> None:
+    def _run(self, sweep: Any, record: SweepRecord, held: Any) -> None:
         from study.coordinator import submit
 
         def on_progress(progress: Any) -> None:
@@ -135,6 +151,7 @@ class SweepService:
                 max_in_flight=self.config.max_in_flight,
                 on_progress=on_progress,
                 cancel_event=record.cancel_event,
+                held=held,
             )
             record.summary = _plain(summary)
             # The coordinator's verdict (FINISHED | KILLED | FAILED) wins over whether cancel was asked.
@@ -185,7 +202,11 @@ class SweepService:
                 log.exception("cannot resume sweep run %s", parent.info.run_id)
                 continue
             if sweep.name not in self._sweeps:
-                self.start(sweep, resumed=True)
+                try:
+                    self.start(sweep, resumed=True)
+                except HTTPException as refused:  # another coordinator runs it (or the store refuses)
+                    log.warning("not resuming sweep %s: %s", sweep.name, refused.detail)
+                    continue
                 resumed.append(sweep.name)
         return resumed
 
@@ -295,7 +316,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise StudyInputError(["body: got an empty body, expected a YAML or JSON sweep file"])
         # A trailing newline makes load_sweep read the body as text, never as a path on this host.
         sweep = load_sweep(text if text.endswith("\n") else text + "\n")
-        record = service.start(sweep)
+        record = await run_in_threadpool(service.start, sweep)  # taking the lease may wait on the store
         finished.forget(sweep.name)
         return {"id": record.sweep_id, "state": record.state, "runs": sweep.total_runs}
 

@@ -107,7 +107,7 @@ def _call_server(server: str, call):
     try:
         return call()
     except ServiceError as error:
-        fail(error.lines, 2 if error.status_code in (404, 422) else 1)
+        fail(error.lines, 2 if error.status_code in (404, 422) else 3 if error.status_code == 409 else 1)  # 3: sweep busy
     except httpx.HTTPError as error:
         fail(f"--server: got {server!r}, expected a reachable study service ({type(error).__name__}: {error})", 1)
 
@@ -127,8 +127,10 @@ def submit(
     max_in_flight: int = typer.Option(None, "--max-in-flight", min=1, help="Ray tasks in flight (default 2 x slots)"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="summary.png beside runs >= 2 s (others: study figures)"),
     server: str = typer.Option(None, "--server", envvar="STUDY_SERVER", help="send it to `study serve` at URL and follow it"),
+    wait: bool = typer.Option(False, "--wait", help="if another coordinator runs this sweep, wait for it, then resume"),
 ) -> None:
-    """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130)."""
+    """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130).
+    Exit 3 when another coordinator runs the sweep on this store (one line says who; see --wait)."""
     import signal
     import threading
 
@@ -138,9 +140,20 @@ def submit(
     if server:  # the service runs it; token from $STUDY_API_TOKEN
         from study.client import submit_to_server
 
+        if wait:
+            fail(f"--wait: got it with --server {server!r}, expected it only for a local coordinator (the service answers 409)")
         raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
+    from study import lease, tracking
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
+
+    try:  # before the progress line: a refusal is one line
+        held = lease.acquire(sweep, tracking.resolve_tracking_uri(tracking_uri), wait=wait,
+                             on_wait=lambda line: typer.echo(line, err=True))
+    except lease.SweepBusy as busy:
+        fail(str(busy), 3)
+    except tracking.SweepStartRefused as refused:
+        fail(str(refused), 1)
 
     cancel = threading.Event()
 
@@ -149,9 +162,13 @@ def submit(
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, on_interrupt)
-    with ProgressLine(sweep.metric.name) as progress:
-        summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
-                               max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel, figures=figures)
+    try:
+        with ProgressLine(sweep.metric.name) as progress:
+            summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
+                                   max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel,
+                                   figures=figures, held=held)
+    except tracking.SweepStartRefused as refused:
+        fail(str(refused), 1)
     typer.echo(summary_text(summary, sweep.metric.name))
     if summary.status == "KILLED":
         raise typer.Exit(130)

@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from study import names, tracking
+from study import lease, names, tracking
 from study.spec import RunPoint, Sweep
 from study import task
 from study.task import run_chunk
@@ -104,10 +104,21 @@ def submit(
     on_progress: Callable[[Progress], None] | None = None,
     cancel_event: threading.Event | None = None,
     figures: bool = True,
+    wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+    held: Any = None,
 ) -> SweepSummary:
-    """Run every run of the sweep not already FINISHED under it in MLflow; log each as a child run."""
-    return _Coordinator(sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress, cancel_event,
-                        figures).run()
+    """Run every run of the sweep not already FINISHED under it in MLflow; log each as a child run.
+    Only while holding the sweep's lease (study.lease): raises lease.SweepBusy when another
+    coordinator runs it (wait=True waits for it instead; `held`: a lease the caller took already),
+    and tracking.SweepStartRefused when the store will not create its parent run."""
+    coordinator = _Coordinator(sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress,
+                               cancel_event, figures)
+    held = held or lease.acquire(sweep, coordinator.uri, wait=wait, on_wait=on_wait)
+    try:
+        return coordinator.run()
+    finally:
+        held.release()
 
 
 class _Coordinator:
@@ -167,6 +178,7 @@ class _Coordinator:
     # --- main loop ----------------------------------------------------------------------------
 
     def run(self) -> SweepSummary:
+        tracking.start_parent(self.sweep, self.uri)  # refused (after brief retries): fail before scheduling
         finished_before, self.attempts = self._history()
         self.writer = TrackingWriter(self.sweep, self.uri)
         self.writer.start_sweep()

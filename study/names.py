@@ -6,7 +6,8 @@ HTTP service can use the names without paying for the tracking client.
 Tags on an experiment the service writes to: TAG_EXPERIMENT_KIND = EXPERIMENT_KIND_RUNS (unless set).
 Tags on a sweep's parent run: TAG_SWEEP_ID (= sweep name), TAG_KIND = KIND_SWEEP, TAG_METHOD, and
 the provenance: TAG_GIT_COMMIT / TAG_GIT_DIRTY (in a git checkout), TAG_VERSIONS and one
-TAG_VERSION_PREFIX + package tag per package.
+TAG_VERSION_PREFIX + package tag per package; on a server store, TAG_LEASE_PREFIX +
+holder id while a coordinator runs the sweep (study.lease).
 Tags on a child run: TAG_PARENT, TAG_SWEEP_ID, TAG_KIND = KIND_RUN, TAG_RUN_KEY, TAG_PROBLEM,
 TAG_ATTEMPT, TAG_NODE, TAG_GIT_COMMIT / TAG_GIT_DIRTY, TAG_VERSIONS, and TAG_TRIAL / TAG_REASON
 when they apply.
@@ -35,6 +36,8 @@ TAG_ATTEMPT = "study.attempt"
 TAG_GIT_DIRTY = "study.git_dirty"  # "true" when tracked files differ from the commit
 TAG_VERSIONS = "study.versions"  # compact: "torch=2.13.0 numpy=... ray=... mlflow=... optuna=... deep-unfolding-study=..."
 TAG_VERSION_PREFIX = "study.version."  # + package name, on the parent run
+# + holder id, on the parent run of a server store: one coordinator's claim on the sweep (study.lease).
+TAG_LEASE_PREFIX = "study.lease."
 
 # Values of TAG_KIND.
 KIND_SWEEP = "sweep"

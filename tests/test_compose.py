@@ -21,7 +21,7 @@ SERVICES = COMPOSE["services"]
 KEY_FLAGS = {
     "postgres": {"-c"},
     "mlflow": {"--backend-store-uri", "--serve-artifacts", "--artifacts-destination", "--host", "--port",
-               "--workers", "--allowed-hosts"},
+               "--workers", "--allowed-hosts", "--app-name"},
     "ray-head": {"--head", "--block", "--port", "--num-cpus"},
     "ray-worker": {"--block", "--address", "--num-cpus"},
     "coordinator": {"--host", "--port", "--tracking-uri", "--address", "--optuna-storage"},
@@ -110,7 +110,7 @@ def test_deployment_settings_the_design_asks_for():
     assert SERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     _, head_flags = split_program(compose_argv("ray-head"))
     assert head_flags["--num-cpus"] == "0" and head_flags["--dashboard-port"] == "8265"
-    assert "8265:8265" in SERVICES["ray-head"]["ports"]
+    assert SERVICES["ray-head"]["ports"] == ["127.0.0.1:8265:8265"]  # the dashboard: loopback only
     assert SERVICES["ray-head"]["shm_size"] and SERVICES["ray-worker"]["shm_size"]
     _, serve_flags = split_program(compose_argv("coordinator"))
     assert serve_flags["--tracking-uri"] == "http://mlflow:5000"
@@ -120,6 +120,26 @@ def test_deployment_settings_the_design_asks_for():
     # Workers compute only: they are never given the MLflow server.
     assert "mlflow" not in SERVICES["ray-worker"].get("depends_on", {})
     assert "mlflow" not in json.dumps(SERVICES["ray-worker"])
+
+
+def test_mlflow_needs_credentials_and_the_coordinator_has_them():
+    _, mlflow_flags = split_program(compose_argv("mlflow"))
+    assert mlflow_flags["--app-name"] == "basic-auth"
+    environment = SERVICES["mlflow"]["environment"]
+    # No default password: compose refuses to start without one in the environment.
+    assert environment["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    assert environment["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${MLFLOW_SECRET_KEY:?")
+    mounted = {volume.split(":")[1]: volume.split(":")[0] for volume in SERVICES["mlflow"]["volumes"]}
+    assert mounted[environment["MLFLOW_AUTH_CONFIG_PATH"]] == "./deploy/mlflow-auth.ini"
+    auth = (REPO / "deploy" / "mlflow-auth.ini").read_text()
+    settings = [line for line in auth.splitlines() if line and not line.startswith("#")]
+    assert "default_permission = READ" in settings and not any(line.startswith("admin_password") for line in settings)
+    database = next(line.split("=", 1)[1].strip() for line in auth.splitlines() if line.startswith("database_uri"))
+    assert database.removeprefix("sqlite:///").rsplit("/", 1)[0] in mounted  # the user database lives on a volume
+    coordinator = SERVICES["coordinator"]["environment"]
+    assert coordinator["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert coordinator["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    assert 'mlflow[auth]' in (REPO / "pyproject.toml").read_text()
 
 
 def test_dockerfile_installs_cpu_torch_before_the_project():

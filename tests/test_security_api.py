@@ -107,20 +107,12 @@ def test_internal_errors_leak_no_trace_or_server_path(ray_local, tmp_path):
             response = httpx.request(method, serving.url + path, headers=bearer(TOKEN))
             assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
             _assert_no_leak(response, tmp_path)
-        # A sweep that fails inside its coordinator thread: its error is reported, without paths.
+        # A sweep whose store cannot be used is refused at once (its lease cannot be taken), 503, without paths.
         sweep = "name: leak\nmethod: tpe\nbudget: {trials: 2}\nparameters: {problem: probe, x: {distribution: uniform, min: 0, max: 1}}\n"
-        accepted = httpx.post(serving.url + "/sweeps", headers=bearer(TOKEN), content=sweep.encode())
-        assert accepted.status_code == 202, accepted.text
-        deadline = time.monotonic() + 60
-        view = {}
-        while time.monotonic() < deadline:
-            status = httpx.get(serving.url + "/sweeps/leak", headers=bearer(TOKEN))
-            view = status.json()
-            if view["state"] not in ("running", "cancelling"):
-                break
-            time.sleep(0.2)
-        assert view["state"] == "failed" and view["error"], view
-        _assert_no_leak(status, tmp_path)
+        refused = httpx.post(serving.url + "/sweeps", headers=bearer(TOKEN), content=sweep.encode())
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["detail"].startswith("sweep leak: cannot lock it beside its store (NotADirectoryError")
+        _assert_no_leak(refused, tmp_path)
         for response in (httpx.get(serving.url + "/sweeps", headers=bearer(TOKEN)),
                          httpx.post(serving.url + "/sweeps", headers=bearer(TOKEN), content=b"\xff\xfe"),
                          httpx.post(serving.url + "/sweeps", headers=bearer(TOKEN), content=b"name: [\n")):

@@ -104,7 +104,26 @@ def postgres_command(pg_bin: Path, data_dir: Path, port: int, socket_dir: Path) 
 def mlflow_command(backend_uri: str, artifacts_dir: str, host: str, port: int, allowed_hosts: str) -> list[str]:
     return [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri, "--serve-artifacts",
             "--artifacts-destination", artifacts_dir, "--host", host, "--port", str(port), "--workers", "1",
-            "--allowed-hosts", allowed_hosts]
+            "--allowed-hosts", allowed_hosts, "--app-name", "basic-auth"]
+
+
+AUTH_INI = REPO / "deploy" / "mlflow-auth.ini"
+ADMIN = "admin"
+
+
+def mlflow_auth_env(base: Path, admin_password: str) -> dict[str, str]:
+    """The basic-auth app's settings as compose gives them: deploy/mlflow-auth.ini, with its user
+    database moved into `base`, and the admin password and Flask secret from the environment."""
+    text = AUTH_INI.read_text().replace("sqlite:////mlflow-auth/basic_auth.db", f"sqlite:///{base / 'basic_auth.db'}")
+    config = base / "mlflow-auth.ini"
+    config.write_text(text)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+
+
+def mlflow_credentials(top: "Topology") -> dict[str, str]:
+    """What a coordinator needs to write to the topology's MLflow server (compose gives it the same)."""
+    return {"MLFLOW_TRACKING_USERNAME": ADMIN, "MLFLOW_TRACKING_PASSWORD": top.mlflow_admin_password}
 
 
 def _ray_node_ports(ports: dict[str, int]) -> list[str]:
@@ -207,6 +226,7 @@ class Topology:
     ray_address: str = ""
     api_url: str = ""
     ray_token: str = field(default_factory=lambda: secrets.token_hex(32))
+    mlflow_admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     processes: list[Managed] = field(default_factory=list)
     scratch_dirs: list[Path] = field(default_factory=list)
 
@@ -277,7 +297,8 @@ def start_mlflow(top: Topology) -> Callable[[], None]:
     port = free_port()
     artifacts = top.base / "mlartifacts"
     argv = mlflow_command(top.database_url("mlflow"), str(artifacts), "127.0.0.1", port, f"127.0.0.1:{port},localhost:{port}")
-    managed = launch("mlflow", argv, top.base, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **mlflow_auth_env(top.base, top.mlflow_admin_password)}
+    managed = launch("mlflow", argv, top.base, env=env)
     top.processes.append(managed)
     top.mlflow_url = f"http://127.0.0.1:{port}"
     return lambda: wait_until(lambda: http_ok(f"{top.mlflow_url}/health"), 120, "mlflow server", managed, poll_s=0.5)
@@ -341,13 +362,14 @@ def start_study_serve(name: str, base: Path, tracking_uri: str, ray_address: str
 def start_service(top: Topology) -> None:
     managed, top.api_url = start_study_serve(
         "coordinator", top.base, top.mlflow_url, top.ray_address, top.api_token, top.database_url("optuna"),
-        env=ray_env(top),
+        env={**ray_env(top), **mlflow_credentials(top)},
     )
     top.processes.append(managed)
 
 
-def start_topology(base: Path) -> Topology:
-    """Everything docker-compose.yml runs, as local processes. Stops what it started if a step fails."""
+def start_topology(base: Path, *, ray: bool = True, service: bool = True) -> Topology:
+    """Everything docker-compose.yml runs, as local processes (ray=False / service=False: only
+    PostgreSQL and the MLflow server, with its auth app). Stops what it started if a step fails."""
     pg_bin = postgres_bin()
     if pg_bin is None:
         raise FileNotFoundError(PG_MISSING)
@@ -355,9 +377,11 @@ def start_topology(base: Path) -> Topology:
     try:
         start_postgres(top, pg_bin)
         wait_for_mlflow = start_mlflow(top)  # starts while the Ray nodes start
-        start_ray(top)
+        if ray:
+            start_ray(top)
         wait_for_mlflow()
-        start_service(top)
+        if ray and service:
+            start_service(top)
     except BaseException:
         top.stop()
         raise
