@@ -103,7 +103,9 @@ def test_a_slow_store_ends_finished_with_every_write_in_it(ray_local, tmp_path, 
 
 def test_an_outage_at_the_end_exits_75_names_the_cause_and_replays_once(tmp_path):
     spool = tmp_path / "spool"
-    env = {"STUDY_SPOOL_DIR": str(spool), "STUDY_FLUSH_TIMEOUT_S": "2", "STUDY_TRACKING_BACKOFF_MAX_S": "0.5"}
+    # The holder cannot release its lease on a store that is down: the resubmission waits out the lease.
+    env = {"STUDY_SPOOL_DIR": str(spool), "STUDY_FLUSH_TIMEOUT_S": "2", "STUDY_TRACKING_BACKOFF_MAX_S": "0.5",
+           "STUDY_LEASE_TTL_S": "6"}
     server = MlflowServer(tmp_path / "server").start()
     sweep_file = tmp_path / "outage.yaml"
     sweep_file.write_text(f"name: end-outage\nparameters: {{problem: probe, work_s: 0.3, x: {list(range(12))}}}\n")
@@ -122,7 +124,7 @@ def test_an_outage_at_the_end_exits_75_names_the_cause_and_replays_once(tmp_path
         assert list(spool.glob("*.jsonl"))
         server.start()  # same port, same store
         assert tracking.parent_run("end-outage", server.uri).info.status == "RUNNING"  # not a claim of FINISHED
-        again = study_process(args, tmp_path, env)
+        again = study_process([*args, "--wait"], tmp_path, env)
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0, (out[-2000:], err[-2000:])
         runs = children(server.uri, "end-outage")
