@@ -11,10 +11,11 @@ run keys, so the figures are the write cost only.
     .venv/bin/python benchmarks/write_threads.py [--runs 300] [--threads 1,2,4,8] [--rounds 2]
 
 The clock runs from the first log_run to the writer's close (every child run and the parent's end
-in the store); the parent exists before it starts. A 20-run warm-up sweep goes first. With
---rounds 2 the K sequence runs forward then backward, so drift in the machine's load hits every
-K alike; the table gives each round and the best. Every process started here is stopped by PID at
-the end, also on errors.
+in the store); the parent exists before it starts. A 20-run warm-up sweep goes first. Rounds run
+the K sequence alternately forward and backward, so drift in the machine's load hits every K
+alike; the summary gives the median and the best per K. On a loaded host prefer many short
+rounds (e.g. --runs 100 --rounds 6). Every process started here is stopped by PID at the end,
+also on errors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -216,10 +218,11 @@ def main() -> None:
                 figures.setdefault(label, []).append(seconds)
                 print(f"  round {round_index + 1}  {label:<30} {args.runs / seconds:7.1f} runs/s "
                       f"{1e3 * seconds / args.runs:7.1f} ms per run   (load {load})", flush=True)
-        print("best of rounds:")
+        print(f"over {args.rounds} rounds (ms per run: median, best):")
         for label, samples in figures.items():
-            best = min(samples)
-            print(f"  {label:<30} {args.runs / best:7.1f} runs/s {1e3 * best / args.runs:7.1f} ms per run")
+            median, best = statistics.median(samples), min(samples)
+            print(f"  {label:<30} median {args.runs / median:6.1f} runs/s {1e3 * median / args.runs:7.1f} ms per run;"
+                  f"  best {args.runs / best:6.1f} runs/s {1e3 * best / args.runs:7.1f} ms per run")
         print(f"load average at the end: {load_average()}")
     finally:
         for started in reversed(processes):  # mlflow first, PostgreSQL last
