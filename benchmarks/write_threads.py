@@ -14,8 +14,10 @@ The clock runs from the first log_run to the writer's close (every child run and
 in the store); the parent exists before it starts. A 20-run warm-up sweep goes first. Rounds run
 the K sequence alternately forward and backward, so drift in the machine's load hits every K
 alike; the summary gives the median and the best per K. On a loaded host prefer many short
-rounds (e.g. --runs 100 --rounds 6). Every process started here is stopped by PID at the end,
-also on errors.
+rounds (e.g. --runs 100 --rounds 6). Each figure also gives the CPU milliseconds per run spent
+by this process (client + writer threads), the mlflow server (all its workers) and PostgreSQL
+(all its backends): on a CPU-bound host K cannot help. Every process started here is stopped by
+PID at the end, also on errors.
 """
 
 from __future__ import annotations
@@ -175,6 +177,28 @@ def count_children(uri: str, name: str) -> int:
     return len(found)
 
 
+def cpu_seconds(started: Started) -> float:
+    """User + system CPU of a started process and its children (mlflow's workers, PostgreSQL's backends)."""
+    total = 0.0
+    try:
+        root = psutil.Process(started.process.pid)
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def cpu_now(processes: list[Started]) -> dict[str, float]:
+    """CPU seconds so far: this process (client and writer threads) and each started server."""
+    own = psutil.Process().cpu_times()
+    return {"client": own.user + own.system, **{started.name: cpu_seconds(started) for started in processes}}
+
+
 def load_average() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -212,12 +236,15 @@ def main() -> None:
             for label, slug, uri, threads in targets:
                 load = load_average()
                 name = f"threads-{slug}-{round_index}-{stamp}"
+                cpu_before = cpu_now(processes)
                 seconds = write(uri, record, args.runs, threads, name)
+                cpu = {key: 1e3 * (value - cpu_before[key]) / args.runs for key, value in cpu_now(processes).items()}
                 children = count_children(uri, name)
                 assert children == args.runs, (label, children)
                 figures.setdefault(label, []).append(seconds)
                 print(f"  round {round_index + 1}  {label:<30} {args.runs / seconds:7.1f} runs/s "
-                      f"{1e3 * seconds / args.runs:7.1f} ms per run   (load {load})", flush=True)
+                      f"{1e3 * seconds / args.runs:7.1f} ms per run; CPU ms per run: "
+                      + ", ".join(f"{key} {value:.0f}" for key, value in cpu.items()) + f"   (load {load})", flush=True)
         print(f"over {args.rounds} rounds (ms per run: median, best):")
         for label, samples in figures.items():
             median, best = statistics.median(samples), min(samples)
