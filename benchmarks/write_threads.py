@@ -178,11 +178,15 @@ def count_children(uri: str, name: str) -> int:
 
 
 def cpu_seconds(started: Started) -> float:
-    """User + system CPU of a started process and its children (mlflow's workers, PostgreSQL's backends)."""
+    """User + system CPU of a started process and its descendants (mlflow's workers, PostgreSQL's
+    backends): the live ones, plus the exited children the process has reaped (PostgreSQL's
+    backends end with their connection)."""
     total = 0.0
     try:
         root = psutil.Process(started.process.pid)
-        for process in [root, *root.children(recursive=True)]:
+        times = root.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+        for process in root.children(recursive=True):
             try:
                 times = process.cpu_times()
                 total += times.user + times.system
