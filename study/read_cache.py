@@ -3,8 +3,9 @@
 A sweep whose parent run is terminated cannot change until it is submitted again, and a
 submission first sets the parent RUNNING. So an answer (status, a results query) computed for a
 terminated sweep stays valid while the parent run's (id, status, end time, results rows) stay the
-same. The parent is looked up at most once every `revalidate_s` per sweep; a running sweep is
-never cached. Concurrent requests for the same missing answer compute it once.
+same. The parent is looked up at most once every `revalidate_s` per sweep, by one request while
+the others wait for it; a running sweep is never cached. Concurrent requests for the same missing
+answer compute it once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class FinishedSweeps:
         self._checked: dict[str, tuple[float, Hashable | None]] = {}
         self._answers: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
         self._computing: dict[Hashable, threading.Lock] = {}
+        self._checking: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def answer(self, sweep: str, question: Hashable, compute: Callable[[], Any]) -> Any:
@@ -57,6 +59,14 @@ class FinishedSweeps:
                 del self._answers[key]
 
     def _token(self, sweep: str) -> Hashable | None:
+        # One parent-run check per sweep at a time: when the check falls due, the concurrent
+        # requests wait for it and take its answer rather than each running a search of their own.
+        with self._lock:
+            gate = self._checking.setdefault(sweep, threading.Lock())
+        with gate:
+            return self._checked_token(sweep)
+
+    def _checked_token(self, sweep: str) -> Hashable | None:
         now = time.monotonic()
         with self._lock:
             checked = self._checked.get(sweep)
