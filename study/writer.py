@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Our own backoff replaces MLflow's HTTP retries (which would block the writer for minutes).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" line per child run
 
 MAX_BATCH = 256  # child runs per transaction / per round of parallel client writes
 SERVER_WRITE_THREADS = int(os.environ.get("STUDY_WRITE_THREADS", "4"))
