@@ -64,10 +64,12 @@ def load_results(sweep: str, tracking_uri: str | None = None, *, from_store: boo
     else the latest one. Read from the sweep's results table (study.results_table) when it is
     complete, else (or with from_store) from the store's runs.
     """
-    parents = parent_runs(tracking_uri, sweep)
-    if parents.empty:
-        raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
-    runs = None if from_store else _results_table(parents)
+    runs = None if from_store else _embedded_results_table(tracking_uri or mlflow.get_tracking_uri(), sweep)
+    if runs is None:
+        parents = parent_runs(tracking_uri, sweep)
+        if parents.empty:
+            raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
+        runs = None if from_store else _results_table(parents)
     if runs is None:
         runs = mlflow.search_runs(
             experiment_ids=sorted(set(parents["experiment_id"])),
@@ -90,6 +92,12 @@ def load_results(sweep: str, tracking_uri: str | None = None, *, from_store: boo
     params = params.apply(_typed)
     frame = pd.concat([frame, params, metrics.drop(columns=[c for c in metrics if c in params])], axis=1)
     return frame.sort_values("run_key").reset_index(drop=True)
+
+
+def _embedded_results_table(tracking_uri: str, sweep: str) -> pd.DataFrame | None:
+    """The fast path for the embedded default: the table found without opening MLflow's SQL store."""
+    found = results_table.embedded_parent(tracking_uri, sweep)
+    return None if found is None else results_table.read(*found, tracking_uri)
 
 
 def _results_table(parents: pd.DataFrame) -> pd.DataFrame | None:

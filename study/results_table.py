@@ -52,6 +52,41 @@ def row_from_run(run: Any) -> dict[str, Any]:
                run.data.metrics)
 
 
+def embedded_parent(tracking_uri: str | None, sweep: str) -> tuple[str, str, float | None, str | None] | None:
+    """(artifact URI, status, METRIC_RESULTS_ROWS, TAG_RESULTS_GENERATION) of a sweep's parent run,
+    read straight from an embedded SQLite store's file (read-only, stdlib sqlite3, MLflow's table
+    names). Importing MLflow's SQL store costs about a second, more than the rest of a results
+    query; None whenever anything is unexpected, and the caller asks MLflow itself."""
+    import sqlite3
+
+    from study.names import KIND_SWEEP, TAG_KIND, TAG_SWEEP_ID
+
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(url2pathname(tracking_uri.removeprefix("sqlite:///")))
+    path = path if path.is_absolute() else Path.cwd() / path
+    if not path.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5) as connection:
+            found = connection.execute(
+                "SELECT r.run_uuid, r.artifact_uri, r.status FROM runs r"
+                " JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = ? AND k.value = ?"
+                " JOIN tags s ON s.run_uuid = r.run_uuid AND s.key = ? AND s.value = ?"
+                " WHERE r.lifecycle_stage = 'active' ORDER BY r.start_time, r.run_uuid LIMIT 1",
+                (TAG_KIND, KIND_SWEEP, TAG_SWEEP_ID, sweep)).fetchone()
+            if found is None:
+                return None
+            run_id, artifact_uri, status = found
+            rows = connection.execute("SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = ?",
+                                      (run_id, METRIC_RESULTS_ROWS)).fetchone()
+            generation = connection.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = ?",
+                                            (run_id, TAG_RESULTS_GENERATION)).fetchone()
+    except sqlite3.Error:
+        return None
+    return artifact_uri, status, rows[0] if rows else None, generation[0] if generation else None
+
+
 def part_name(generation: int, part: int) -> str:
     return f"g{generation:04d}-p{part:06d}.parquet"
 
@@ -119,17 +154,18 @@ def read(artifact_uri: str, status: str, rows: float | None, generation: str | N
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars on a results query
     prefix = f"g{int(generation):04d}-"
-    repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)  # mlflow-artifacts: needs the server
-    names = sorted(info.path for info in repository.list_artifacts(RESULTS_TABLE_DIR)
-                   if Path(info.path).name.startswith(prefix))
     local_root = urlparse(artifact_uri)
     frames = []
-    with tempfile.TemporaryDirectory() as directory:
-        for name in names:
-            if local_root.scheme == "file":  # beside an embedded store: read in place
-                frames.append(pd.read_parquet(Path(url2pathname(local_root.path)) / name))
-            else:
-                frames.append(pd.read_parquet(repository.download_artifacts(name, directory)))
+    if local_root.scheme == "file" and not local_root.netloc:  # beside an embedded store: read in place
+        directory = Path(url2pathname(local_root.path)) / RESULTS_TABLE_DIR
+        parts = sorted(directory.glob(f"{prefix}*.parquet")) if directory.is_dir() else []
+        frames = [pd.read_parquet(part) for part in parts]
+    else:
+        repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)  # mlflow-artifacts: needs the server
+        names = sorted(info.path for info in repository.list_artifacts(RESULTS_TABLE_DIR)
+                       if Path(info.path).name.startswith(prefix))
+        with tempfile.TemporaryDirectory() as scratch:
+            frames = [pd.read_parquet(repository.download_artifacts(name, scratch)) for name in names]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "status", "end_time"])
     if len(table) != int(rows):
         return None  # a part missing or an extra one: not the table the parent counted
