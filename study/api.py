@@ -113,7 +113,7 @@ class SweepService:
     def start(self, sweep: Any, *, resumed: bool = False) -> SweepRecord:
         """409 when this service runs the sweep, or another coordinator (CLI, another service) holds
         its lease on the store; 503 when the store will not create its parent run."""
-        from study import lease, tracking
+        from study import lease, sweep_start, tracking
 
         with self._lock:
             current = self._sweeps.get(sweep.name)
@@ -123,7 +123,7 @@ class SweepService:
             self._sweeps[sweep.name] = record
         try:
             held = lease.acquire(sweep, tracking.resolve_tracking_uri(self.config.tracking_uri))
-        except (lease.SweepBusy, tracking.SweepStartRefused) as error:
+        except (lease.SweepBusy, sweep_start.SweepStartRefused) as error:
             with self._lock:  # forget the record: the sweep is not ours
                 if self._sweeps.get(sweep.name) is record:
                     if current is None:

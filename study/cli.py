@@ -143,7 +143,7 @@ def submit(
         if wait:
             fail(f"--wait: got it with --server {server!r}, expected it only for a local coordinator (the service answers 409)")
         raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
-    from study import lease, tracking
+    from study import lease, sweep_start, tracking
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
 
@@ -152,7 +152,7 @@ def submit(
                              on_wait=lambda line: typer.echo(line, err=True))
     except lease.SweepBusy as busy:
         fail(str(busy), 3)
-    except tracking.SweepStartRefused as refused:
+    except sweep_start.SweepStartRefused as refused:
         fail(str(refused), 1)
 
     cancel = threading.Event()
@@ -167,7 +167,7 @@ def submit(
             summary = submit_sweep(sweep, tracking_uri=tracking_uri, ray_address=address, optuna_storage=optuna_storage,
                                    max_in_flight=max_in_flight, on_progress=progress, cancel_event=cancel,
                                    figures=figures, held=held)
-    except tracking.SweepStartRefused as refused:
+    except sweep_start.SweepStartRefused as refused:
         fail(str(refused), 1)
     typer.echo(summary_text(summary, sweep.metric.name))
     if summary.status == "KILLED":

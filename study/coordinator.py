@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from study import lease, names, tracking
+from study import lease, names, sweep_start, tracking
 from study.spec import RunPoint, Sweep
 from study import task
 from study.task import run_chunk
@@ -111,7 +111,7 @@ def submit(
     """Run every run of the sweep not already FINISHED under it in MLflow; log each as a child run.
     Only while holding the sweep's lease (study.lease): raises lease.SweepBusy when another
     coordinator runs it (wait=True waits for it instead; `held`: a lease the caller took already),
-    and tracking.SweepStartRefused when the store will not create its parent run."""
+    and sweep_start.SweepStartRefused when the store will not create its parent run."""
     coordinator = _Coordinator(sweep, tracking_uri, ray_address, optuna_storage, max_in_flight, on_progress,
                                cancel_event, figures)
     held = held or lease.acquire(sweep, coordinator.uri, wait=wait, on_wait=on_wait)
@@ -178,7 +178,7 @@ class _Coordinator:
     # --- main loop ----------------------------------------------------------------------------
 
     def run(self) -> SweepSummary:
-        tracking.start_parent(self.sweep, self.uri)  # refused (after brief retries): fail before scheduling
+        sweep_start.start_parent(self.sweep, self.uri)  # refused (after brief retries): fail before scheduling
         finished_before, self.attempts = self._history()
         self.writer = TrackingWriter(self.sweep, self.uri)
         self.writer.start_sweep()

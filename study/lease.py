@@ -140,7 +140,7 @@ class FileLease:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
         except OSError as error:  # the store's directory is unusable: so is the store
-            from study.tracking import SweepStartRefused
+            from study.sweep_start import SweepStartRefused
 
             raise SweepStartRefused(f"sweep {self.sweep_name}: cannot lock it beside its store ({type(error).__name__}: "
                                     f"{error.strerror or error}); nothing was scheduled") from error
@@ -207,11 +207,11 @@ class TagLease:
     def try_acquire(self) -> None:
         from mlflow import MlflowClient
 
-        from study import tracking
+        from study import sweep_start
 
         self._client = MlflowClient(self.uri)
         if self._parent_id is None:
-            self._parent_id = tracking.start_parent(self.sweep, self.uri)
+            self._parent_id = sweep_start.start_parent(self.sweep, self.uri)
         others = {key: claim for key, claim in self._claims().items() if key != self.holder_id}
         if others:
             raise SweepBusy(self.sweep_name, _first(others)[1], self._expiry())

@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from reliability_support import RayHead, children, duplicate_keys, study_process
-from study import lease, tracking
+from study import lease, sweep_start, tracking
 from study.spec import load_sweep
 from tests import topology
 
@@ -157,7 +157,7 @@ def test_a_store_that_refuses_the_start_fails_the_submit_before_any_run(tmp_path
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: sweep refused: the tracking store refused to create its parent run ("), lines
     assert lines[0].endswith("); nothing was scheduled")
-    assert time.monotonic() - started >= sum(tracking.START_RETRY_S)  # it retried before giving up
+    assert time.monotonic() - started >= sum(sweep_start.START_RETRY_S)  # it retried before giving up
     assert not (tmp_path / "spool").exists()  # not one write was journaled
 
 

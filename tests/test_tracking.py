@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from study import tracking
+from study import sweep_start, tracking
 from study.coordinator import submit
 from study.spec import load_sweep
 from study.writer import TrackingWriter, is_unreachable
@@ -76,7 +76,7 @@ def test_a_store_unreachable_at_the_start_fails_the_start_then_runs_once_it_is_b
     blocker.write_text("a file where the store's directory should be")
     uri = f"sqlite:///{blocker / 'mlflow.db'}"
     sweep = load_sweep("name: outage\nseeds: [0, 1]\nparameters: {problem: probe, work_s: 0.05, x: [0, 1, 2, 3, 4]}")
-    with pytest.raises(tracking.SweepStartRefused) as refused:
+    with pytest.raises(sweep_start.SweepStartRefused) as refused:
         submit(sweep, tracking_uri=uri)
     assert "\n" not in str(refused.value) and "NotADirectory" in str(refused.value)
     assert not list((tmp_path / "spool").glob("*.jsonl"))  # nothing was journaled
@@ -99,10 +99,10 @@ def test_a_tracking_server_that_starts_late_is_waited_for_briefly(ray_local, tmp
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")]
-    with pytest.raises(tracking.SweepStartRefused):  # no server at all: refused after the retries, nothing ran
+    with pytest.raises(sweep_start.SweepStartRefused):  # no server at all: refused after the retries, nothing ran
         submit(sweep, tracking_uri=uri)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    monkeypatch.setattr(tracking, "START_RETRY_S", (2.0, 4.0, 8.0, 16.0))  # a server slow to start on a loaded machine
+    monkeypatch.setattr(sweep_start, "START_RETRY_S", (2.0, 4.0, 8.0, 16.0))  # a server slow to start on a loaded machine
     try:
         summary = submit(sweep, tracking_uri=uri)  # issued while the server is still starting
         assert (summary.finished, summary.spool) == (4, None)

@@ -1,0 +1,70 @@
+"""The sweep's parent run, found or created in the coordinator's own thread before anything is
+scheduled (issue 12: never run a sweep whose parent-run write was refused). Brief retries cover a
+store that is migrating, locked or starting; a refusal is one line and nothing is journaled.
+The writer (study.writer) later applies the journaled sweep_start to this same parent run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlflow import MlflowClient
+
+from study.lease import store_init_lock
+from study.names import KIND_SWEEP
+from study.tracking import _create_parent, _now_ms, _parent_order, experiment_id, store_directory, sweep_runs
+
+
+class SweepStartRefused(RuntimeError):
+    """The store would not create (or show) the sweep's experiment and parent run; nothing ran."""
+
+
+START_TRIES = 5
+START_RETRY_S = (0.5, 1.5, 3.0, 5.0)  # ~10 s in all: long enough for a migration or a lock to pass
+SETTLE_S = 1.0  # a second coordinator's parent run becomes visible within this (server stores)
+_PERMANENT = ("PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_PARAMETER_VALUE")
+
+
+def sweep_start_command(sweep: Any) -> dict[str, Any]:
+    """The sweep_start write command (TrackingWriter.start_sweep journals the same)."""
+    from study.spec import flatten
+
+    params = flatten(sweep.model_dump(mode="json", exclude_none=True))
+    return {"op": "sweep_start", "sweep": sweep.name, "experiment": sweep.experiment_name, "method": sweep.method,
+            "params": params, "sweep_text": sweep.source_text, "time_ms": _now_ms()}
+
+
+def start_parent(sweep: Any, tracking_uri: str) -> str:
+    """Find or create the sweep's experiment and parent run now, retrying briefly (a fresh SQLite
+    store that another process is migrating, a locked database, a server starting); the parent's
+    run id. Raises SweepStartRefused with a one-line reason when the store keeps refusing.
+    The first use of a SQLite store holds study.lease.store_init_lock.
+    Two coordinators creating the parent at once on a server store: each waits SETTLE_S, and the
+    one whose run is not the sweep's (_parent_order) deletes its own."""
+    last: BaseException | None = None
+    for attempt in range(START_TRIES):
+        try:
+            with store_init_lock(tracking_uri):  # a fresh SQLite store: one process migrates it
+                client = MlflowClient(tracking_uri)
+                exp_id = experiment_id(client, sweep.experiment_name, tracking_uri, create=True)
+            runs = list(sweep_runs(client, exp_id, sweep.name, kind=KIND_SWEEP))
+            if runs:
+                return min(runs, key=_parent_order).info.run_id
+            own = _create_parent(client, exp_id, sweep_start_command(sweep))
+            if store_directory(tracking_uri) is None:
+                time.sleep(SETTLE_S)
+            sweeps = [run for run in sweep_runs(client, exp_id, sweep.name, kind=KIND_SWEEP)]
+            first = min(sweeps, key=_parent_order).info.run_id if sweeps else own
+            if first != own:
+                client.delete_run(own)
+            return first
+        except Exception as error:  # noqa: BLE001 - classified: permanent refusals fail at once
+            last = error
+            if getattr(error, "error_code", "") in _PERMANENT or attempt == START_TRIES - 1:
+                break
+            if "RESOURCE_ALREADY_EXISTS" in str(getattr(error, "error_code", "")):
+                continue  # another process created the experiment just now: look again
+            time.sleep(START_RETRY_S[attempt])
+    first_line = str(last).strip().splitlines()[0][:200] if str(last).strip() else ""
+    raise SweepStartRefused(f"sweep {sweep.name}: the tracking store refused to create its parent run "
+                            f"({type(last).__name__}: {first_line}); nothing was scheduled") from last
