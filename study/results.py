@@ -64,7 +64,8 @@ def load_results(sweep: str, tracking_uri: str | None = None, *, from_store: boo
     else the latest one. Read from the sweep's results table (study.results_table) when it is
     complete, else (or with from_store) from the store's runs.
     """
-    runs = None if from_store else _embedded_results_table(tracking_uri or mlflow.get_tracking_uri(), sweep)
+    _use(tracking_uri)  # callers (study.figure_stage) read mlflow.get_tracking_uri() afterwards
+    runs = None if from_store else _embedded_results_table(mlflow.get_tracking_uri(), sweep)
     if runs is None:
         parents = parent_runs(tracking_uri, sweep)
         if parents.empty:

@@ -161,11 +161,14 @@ def read(artifact_uri: str, status: str, rows: float | None, generation: str | N
         parts = sorted(directory.glob(f"{prefix}*.parquet")) if directory.is_dir() else []
         frames = [pd.read_parquet(part) for part in parts]
     else:
-        repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)  # mlflow-artifacts: needs the server
-        names = sorted(info.path for info in repository.list_artifacts(RESULTS_TABLE_DIR)
-                       if Path(info.path).name.startswith(prefix))
-        with tempfile.TemporaryDirectory() as scratch:
-            frames = [pd.read_parquet(repository.download_artifacts(name, scratch)) for name in names]
+        try:  # mlflow-artifacts: URIs need the server's URL; a reader given the database URI has none
+            repository = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+            names = sorted(info.path for info in repository.list_artifacts(RESULTS_TABLE_DIR)
+                           if Path(info.path).name.startswith(prefix))
+            with tempfile.TemporaryDirectory() as scratch:
+                frames = [pd.read_parquet(repository.download_artifacts(name, scratch)) for name in names]
+        except Exception:  # noqa: BLE001 - the table is a copy: the caller reads the store instead
+            return None
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "status", "end_time"])
     if len(table) != int(rows):
         return None  # a part missing or an extra one: not the table the parent counted

@@ -109,8 +109,9 @@ def test_report_page_every_figure_loads_in_chromium(chromium, sweep_store, serve
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     made = report.build_report("browse", base / "report", tracking_uri=uri)
     linked = re.findall(r'<img[^>]+src="([^"]+)"', made.index.read_text(encoding="utf-8"))
-    # heatmap, one line plot per swept axis (T, kappa), steps and roots of the 2 largest and 2 smallest runs
-    assert len(linked) == 1 + 2 + 4 * 2
+    # heatmap, one line plot per swept axis (T, kappa), the parameter importances, and the steps and
+    # roots of the 2 largest and 2 smallest runs
+    assert len(linked) == 1 + 2 + 1 + 4 * 2
 
     page = chromium.new_page()
     url = served(made.index.parent)

@@ -6,7 +6,6 @@ refusal is one line naming the holder."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
@@ -166,11 +165,7 @@ def test_a_store_that_refuses_the_start_fails_the_submit_before_any_run(tmp_path
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    if topology.postgres_bin() is None:
-        missing = "PostgreSQL server binaries not found (see tests/topology.py postgres_bin)"
-        if os.environ.get("STUDY_REQUIRE_TOPOLOGY") == "1":  # CI: a missing server fails instead of hiding in a skip
-            pytest.fail(f"STUDY_REQUIRE_TOPOLOGY=1 but the MLflow server tests cannot run: {missing}")
-        pytest.skip(f"MLFLOW SERVER NOT TESTED: {missing}")
+    topology.require_postgres("the MLflow server tests")
     top = topology.start_topology(tmp_path_factory.mktemp("mlflow-auth"), ray=False)
     yield top
     top.stop()

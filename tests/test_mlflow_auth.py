@@ -5,7 +5,6 @@ read-only user (created by the admin, as the README tells) reads the sweep and c
 
 from __future__ import annotations
 
-import os
 import httpx
 import pytest
 from mlflow import MlflowClient
@@ -21,11 +20,7 @@ SWEEP = "name: behind-auth\nseeds: [0, 1]\nparameters: {problem: probe, x: [0, 1
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if topology.postgres_bin() is None:
-        missing = "PostgreSQL server binaries not found (see tests/topology.py postgres_bin)"
-        if os.environ.get("STUDY_REQUIRE_TOPOLOGY") == "1":  # CI: a missing server fails instead of hiding in a skip
-            pytest.fail(f"STUDY_REQUIRE_TOPOLOGY=1 but the MLflow server tests cannot run: {missing}")
-        pytest.skip(f"MLFLOW SERVER NOT TESTED: {missing}")
+    topology.require_postgres("the MLflow server tests")
     top = topology.start_topology(tmp_path_factory.mktemp("mlflow-auth"), ray=False)
     yield top
     top.stop()

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from study import insight, names, tracking
+from study import insight, names
 from study.coordinator import submit
 from study.results import aggregate, load_results, sweep_status
 from study.search import open_storage
 from study.spec import load_sweep
+from tests.test_search import children, load_study
 
 # Expected-loss DUGD: each generation is 2,500 Adam steps (>= 50 ms even on a quick machine), so every
 # checkpoint is posted (study.task.POST_EVERY_S) and a pruning decision reaches the run while it trains.
@@ -41,16 +41,6 @@ parameters:
 @pytest.fixture(autouse=True)
 def _local_spool(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_SPOOL_DIR", str(tmp_path / "spool"))
-
-
-def children(uri: str, name: str):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    return list(tracking.sweep_runs(client, exp.experiment_id, name)) if exp else []
-
-
-def load_study(uri: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(uri))
 
 
 def test_median_pruner_prunes_records_killed_runs_and_resumes_without_rerunning(ray_local, mlflow_uri):

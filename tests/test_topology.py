@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 
 import optuna
@@ -22,11 +21,7 @@ pytestmark = pytest.mark.topology
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if topology.postgres_bin() is None:
-        # CI sets STUDY_REQUIRE_TOPOLOGY=1 so that a missing server fails the run instead of hiding in a skip.
-        if os.environ.get("STUDY_REQUIRE_TOPOLOGY") == "1":
-            pytest.fail(f"STUDY_REQUIRE_TOPOLOGY=1 but the topology tests cannot run: {topology.PG_MISSING}")
-        pytest.skip(f"TOPOLOGY NOT TESTED: {topology.PG_MISSING}")
+    topology.require_postgres("the topology tests")
     top = topology.start_topology(tmp_path_factory.mktemp("topology"))
     yield top
     top.stop()

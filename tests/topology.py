@@ -62,6 +62,18 @@ def postgres_bin() -> Path | None:
     return wheel_postgres_bin() or system_postgres_bin()
 
 
+def require_postgres(what: str) -> None:
+    """Skip loudly where no PostgreSQL server binaries exist; fail instead under STUDY_REQUIRE_TOPOLOGY=1
+    (CI), so that a missing server cannot hide in a skip."""
+    import pytest
+
+    if postgres_bin() is not None:
+        return
+    if os.environ.get("STUDY_REQUIRE_TOPOLOGY") == "1":
+        pytest.fail(f"STUDY_REQUIRE_TOPOLOGY=1 but {what} cannot run: {PG_MISSING}")
+    pytest.skip(f"TOPOLOGY NOT TESTED ({what}): {PG_MISSING}")
+
+
 def postgres_user() -> str | None:
     """The account the server runs as: None (ourselves) unless root, since initdb refuses root. A
     machine without Debian's postgresql has no `postgres` account, so fall back to `nobody`."""
