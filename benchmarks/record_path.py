@@ -55,10 +55,8 @@ def write(uri: str, runs: int, curves: str, threads: int | None, name: str, reco
 
     sweep = load_sweep(sweep_text(name, runs, curves))
     writer = TrackingWriter(sweep, uri, threads=threads)
-    writer.start_sweep()
-    assert writer.close(60) is True or True  # the parent exists before the clock starts
-    writer = TrackingWriter(sweep, uri, threads=threads)
     started = time.perf_counter()
+    writer.start_sweep()  # as the coordinator does: the parent run, and its (trusted, empty) results table
     for index in range(runs):
         writer.log_run({**record, "params": {**record["params"], "matrix_seed": index}}, f"{index:016x}")
     writer.end_sweep("FINISHED", {})

@@ -127,7 +127,9 @@ class ResultsTable:
         client.log_metric(parent_id, METRIC_RESULTS_ROWS, self.rows_written)
 
     def rebuild(self, client: Any, parent_id: str, runs: list[Any]) -> None:
-        """A fresh generation from the store's own runs (after a coordinator died mid-sweep)."""
+        """A fresh generation from the store's own runs (after a coordinator died mid-sweep). A new
+        generation number: parts this writer flushed while untrusted must not count."""
+        self.generation += 1
         self._parts, self._pending = 0, []
         entries = [row_from_run(run) for run in runs]
         if entries:
