@@ -29,8 +29,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_serializer, field_validator,
                       model_validator)
 
-from study.errors import StudyInputError, describe_validation_error, key_text
-from study.objectives import MAX_OBJECTIVES, PRUNER_SETTINGS, Metric, Pruner, check_objectives
+from study.errors import StudyInputError, describe_validation_error
+from study.objectives import MAX_OBJECTIVES, PRUNER_SETTINGS, Metric, Pruner
 
 MAX_GRID_RUNS = 100_000
 # A sweep file is a few dozen values; these caps stop YAML alias bombs ("billion laughs") and
@@ -234,7 +234,9 @@ class Sweep(_Strict):
             lines.append(f"{self.budget.trials} trials x {len(self.seeds)} seeds = {self.total_runs} runs")
             lines.append(f"search space: {dists}; categorical: {axes}")
         else:
-            lines.append(f"{self.total_runs} runs = grid {_grid_size(self.axes)} x {len(self.seeds)} seeds")
+            from study.sweep_checks import grid_size
+
+            lines.append(f"{self.total_runs} runs = grid {grid_size(self.axes)} x {len(self.seeds)} seeds")
             lines.append(f"axes: {axes}")
         lines.append("metric: " + ", ".join(f"{m.name} ({m.goal})" for m in self.objectives))
         if self.pruner.active:
@@ -252,6 +254,9 @@ def run_key(params: dict[str, Any]) -> str:
 def load_sweep(source: str | os.PathLike[str]) -> Sweep:
     """Load and validate a sweep file (a path, or YAML / JSON text). Raises StudyInputError with
     every problem found, one line each: `key: got VALUE, expected ...`."""
+    from study.errors import _short as short
+    from study.sweep_checks import check_method, check_parameters, explain_name
+
     text = _read(source)
     try:
         data = yaml.safe_load(text)
@@ -267,21 +272,21 @@ def load_sweep(source: str | os.PathLike[str]) -> Sweep:
     if data is None:  # nothing but blank lines or comments
         raise StudyInputError(["sweep file: got an empty document, expected a mapping of sweep settings (name, parameters, ...)"])
     if not isinstance(data, dict):
-        raise StudyInputError([f"sweep file: got {_short(data)}, expected a mapping of sweep settings"])
+        raise StudyInputError([f"sweep file: got {short(data)}, expected a mapping of sweep settings"])
     try:
         sweep = Sweep.model_validate(data)
     except ValidationError as error:
-        errors = [_explain_name(line) for line in describe_validation_error(error)]
+        errors = [explain_name(line) for line in describe_validation_error(error)]
         if isinstance(data.get("metric"), dict):  # one metric is held as a list of one: say metric.goal, not metric.0.goal
             errors = [line.replace("metric.0.", "metric.", 1) if line.startswith("metric.0.") else line for line in errors]
         # Report the parameters' errors too, so one pass over the file shows every problem.
         if isinstance(data.get("parameters"), dict) and data["parameters"]:
             method = data.get("method") if data.get("method") in SEARCH_METHODS else "grid"
             lenient = Sweep.model_construct(parameters=data["parameters"], method=method, seeds=[0], budget=None)
-            errors += _check_parameters(lenient, full_points=False)
+            errors += check_parameters(lenient, full_points=False)
         raise StudyInputError(errors) from None
     sweep._source_text = text
-    errors = _check_method(sweep) + _check_parameters(sweep)
+    errors = check_method(sweep) + check_parameters(sweep)
     if errors:
         raise StudyInputError(errors)
     return sweep
@@ -328,127 +333,6 @@ def _read(source: str | os.PathLike[str]) -> str:
         return path.read_text()
     except OSError as error:
         raise StudyInputError([f"sweep file: got {str(path)!r}, expected a readable file ({error.strerror})"]) from None
-
-
-def _check_method(sweep: Sweep) -> list[str]:
-    errors = []
-    if sweep.is_search and sweep.budget is None:
-        errors.append(f"budget: missing, expected {{trials: N}} for method {sweep.method}")
-    if not sweep.is_search and sweep.budget is not None:
-        errors.append(f"budget: got {sweep.budget.model_dump()}, expected no budget for method grid")
-    errors += check_objectives(sweep)
-    if len(set(sweep.seeds)) != len(sweep.seeds):
-        errors.append(f"seeds: got {_short(sweep.seeds)}, expected distinct seeds")
-    if any(seed < 0 or seed > MAX_SEED for seed in sweep.seeds):
-        errors.append(f"seeds: got {_short(sweep.seeds)}, expected integers from 0 to 2**63 - 1")
-    return errors
-
-
-def _explain_name(line: str) -> str:
-    if line.startswith("name: got") and "pattern" in line:
-        return line.split(", expected")[0] + ", expected a safe identifier: letters, digits, '.', '_', '-', at most 100, starting with a letter or digit"
-    return line
-
-
-def _check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
-    """Check each parameter value against the problem's spec model, then (if each is fine) full points."""
-    from workers.specs import SPEC_CLASSES
-
-    problem = sweep.parameters.get("problem", "dugd")
-    if not isinstance(problem, str) or problem not in SPEC_CLASSES:
-        return [f"parameters.problem: got {_short(problem)}, expected one of {', '.join(SPEC_CLASSES)}"]
-    model = SPEC_CLASSES[problem]
-    errors: list[str] = []
-    for key, value in sweep.parameters.items():
-        prefix = f"parameters.{key_text(key)}"
-        if key == "seed":
-            errors.append(f"{prefix}: got {_short(value)}, expected no `seed` parameter (use `seeds:`)")
-        elif key not in model.model_fields:
-            errors.append(f"{prefix}: unknown key (value {_short(value)}); {problem} takes {', '.join(model.model_fields)}")
-        elif key == "problem" and not isinstance(value, str):
-            errors.append(f"{prefix}: got {_short(value)}, expected one fixed problem name")
-        elif isinstance(value, dict):
-            errors += _check_distribution(sweep, model, key, value)
-        elif isinstance(value, list):
-            if not value:
-                errors.append(f"{prefix}: got [], expected a non-empty list of values")
-            for item in value:
-                errors += _check_value(model, problem, key, item)
-        else:
-            errors += _check_value(model, problem, key, value)
-    if errors or not full_points:
-        return errors
-    if not sweep.is_search:
-        size = _grid_size(sweep.axes) * len(sweep.seeds)
-        if size > MAX_GRID_RUNS:
-            return [f"parameters: got a grid of {size} runs, expected at most {MAX_GRID_RUNS} (split the sweep)"]
-    return _check_points(sweep)
-
-
-def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
-    prefix = f"parameters.{key_text(key)}"
-    if isinstance(value, (list, dict)) or not (value is None or isinstance(value, _SCALAR)):
-        return [f"{prefix}: got {_short(value)}, expected a scalar value"]
-    if isinstance(value, float) and not math.isfinite(value):
-        return [f"{prefix}: got {value}, expected a finite number"]
-    try:
-        model(**{"problem": problem, key: value}) if key != "problem" else None
-    except ValidationError as error:
-        return [line for line in describe_validation_error(error, "parameters.") if line.startswith(prefix)]
-    return []
-
-
-def _check_distribution(sweep: Sweep, model: type, key: str, value: dict[str, Any]) -> list[str]:
-    prefix = f"parameters.{key_text(key)}"
-    if not sweep.is_search:
-        return [f"{prefix}: got a distribution {_short(value)}, expected a value or a list (distributions need method random, tpe or cmaes)"]
-    try:
-        dist = Distribution(**value)
-    except ValidationError as error:
-        return describe_validation_error(error, prefix + ".")
-    if dist.distribution == "categorical":
-        return [e for item in dist.values for e in _check_value(model, sweep.problem, key, item)]
-    annotation = str(model.model_fields[key].annotation)
-    if "int" not in annotation and "float" not in annotation:
-        return [f"{prefix}: got {dist.distribution}, expected categorical for a non-numeric parameter"]
-    if dist.distribution in ("uniform", "log_uniform") and "float" not in annotation:
-        return [f"{prefix}: got {dist.distribution}, expected int_uniform or categorical for an integer parameter"]
-    # Both ends must be valid values of the field, so every sample is.
-    cast = int if dist.distribution == "int_uniform" else float
-    return [e for end in (dist.min, dist.max) for e in _check_value(model, sweep.problem, key, cast(end))]
-
-
-def _check_points(sweep: Sweep) -> list[str]:
-    """Cross-field checks: validate full points (every grid point, or one corner for searches)."""
-    if sweep.is_search:
-        corner = {k: v[0] for k, v in sweep.axes.items()}
-        for key, dist in sweep.distributions.items():
-            corner[key] = dist.values[0] if dist.values else (int(dist.min) if dist.distribution == "int_uniform" else dist.min)
-        combos = [corner]
-    else:
-        keys = list(sweep.axes)
-        combos = (dict(zip(keys, values)) for values in itertools.product(*sweep.axes.values()))
-    from workers.run import parse_spec
-
-    errors: list[str] = []
-    for combo in combos:
-        try:
-            parse_spec({**sweep.fixed, **combo, "seed": sweep.seeds[0]})
-        except ValidationError as error:
-            errors += [f"{line} (at {_short(combo)})" for line in describe_validation_error(error, "parameters.")]
-            if len(errors) >= 20:
-                break
-    return list(dict.fromkeys(errors))
-
-
-def _grid_size(axes: dict[str, list[Any]]) -> int:
-    return math.prod(len(v) for v in axes.values())
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    from study.errors import _short as short
-
-    return short(value, limit)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:
