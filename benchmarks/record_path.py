@@ -9,7 +9,8 @@ the MLflow write and read cost only.
     .venv/bin/python benchmarks/record_path.py --uri http://127.0.0.1:5000 --threads 1,2,4,8
 
 Prints write ms per child, store KB per child (mlflow.db growth; artifacts beside it counted apart)
-and the read latency from the results table and from search_runs.
+and the read latency from the results table and from search_runs (in-process), and of `study
+results` in a fresh process beside the import of mlflow and pandas alone.
 Targets (issue 11): <= 5 ms and <= 20 KB per tiny child on SQLite; results of 2,000 runs <= 1 s,
 of 100,000 runs <= 10 s.
 """
@@ -79,6 +80,20 @@ def read(uri: str, name: str, expected: int) -> tuple[float, float | None]:
     return table_s, time.perf_counter() - started
 
 
+def cli_read(uri: str, name: str) -> tuple[float, float]:
+    """`study results` as a user runs it (a fresh process), beside `python -c "import mlflow, pandas"`."""
+    import subprocess
+
+    def timed(*command: str) -> float:
+        started = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        return time.perf_counter() - started
+
+    study = str(Path(sys.executable).with_name("study"))
+    imports_s = timed(sys.executable, "-c", "import mlflow, pandas")
+    return timed(study, "results", name, "--group-by", "T,kappa", "--format", "json", "--tracking-uri", uri), imports_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2000)
@@ -105,6 +120,7 @@ def main() -> None:
             seconds = write(uri, args.runs, args.curves, threads, name, record)
             rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before
             table_s, store_s = read(uri, name, args.runs)
+            command_s, imports_s = cli_read(uri, name)
             line = (f"{args.runs} runs, curves {args.curves}, threads {threads or 'default'}: "
                     f"write {1000 * seconds / args.runs:.2f} ms per child ({args.runs / seconds:.0f} runs/s)")
             if not args.uri:
@@ -114,6 +130,8 @@ def main() -> None:
             line += f"; writer peak RSS growth {rss_growth:.0f} MB; read: table {table_s:.2f} s"
             if store_s is not None:
                 line += f", search_runs {store_s:.2f} s"
+            line += (f"; `study results --group-by T,kappa --format json` {command_s:.2f} s, "
+                     f"`import mlflow, pandas` {imports_s:.2f} s (+{command_s - imports_s:.2f} s)")
             print(line, flush=True)
 
 

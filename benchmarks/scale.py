@@ -6,7 +6,9 @@ from 2 to 10,000, batches_per_generation 20, eval_samples 200; seeds make up the
     .venv/bin/python benchmarks/scale.py --seeds 50      # 10,000 runs
 
 Prints wall / ideal (ideal = the runs' own wall_s summed / slots), the flush tail after the last
-result, store KB per child, coordinator RSS growth, child runs and distinct run keys in MLflow,
+result, store KB per child, coordinator RSS growth (peak over the sweep, and over its second half
+alone: a leak grows there, a warm-up does not; read before the benchmark loads the child runs back
+to count them, which alone costs ~175 KB per run), child runs and distinct run keys in MLflow,
 whether a journal was left, and `study results --group-by T,kappa,seed --format json` latency
 beside `python -c "import mlflow, pandas"`.
 Targets: wall <= 1.5 x ideal; results <= 1 s beyond the import (2,000 runs).
@@ -79,9 +81,17 @@ def main() -> None:
     warm = load_sweep(sweep_text("scale-warm-up", 1, KAPPAS[:2]))
     submit(warm, tracking_uri=uri, figures=False)
     rss_before, db_before = rss_mb(), (directory / "mlflow.db").stat().st_size
+    halfway: list[tuple[int, float]] = []
+
+    def at_half(progress) -> None:
+        if not halfway and progress.done >= progress.total // 2:
+            halfway.append((progress.done, rss_mb()))
+
     started = time.perf_counter()
-    summary = submit(sweep, tracking_uri=uri, figures=False)
+    summary = submit(sweep, tracking_uri=uri, figures=False, on_progress=at_half)
     wall = time.perf_counter() - started
+    rss_after = rss_mb()  # before the checks below read every child run back into this process
+    half_done, rss_half = halfway[0] if halfway else (0, rss_before)
     ideal = summary.compute_s / slots
     child_runs = list(tracking.sweep_runs(MlflowClient(uri), tracking.experiment_id(MlflowClient(uri), name, uri), name))
     keys = {run.data.tags[tracking.TAG_RUN_KEY] for run in child_runs}
@@ -93,7 +103,10 @@ def main() -> None:
           f"{summary.tasks} tasks; status {summary.status}; finished {summary.finished}, failed {summary.failed}")
     print(f"  MLflow: {len(child_runs)} child runs, {len(keys)} distinct run keys; journal left: {journal_left}; "
           f"warning: {summary.outage}")
-    print(f"  store growth {store_kb:.1f} KB per child; coordinator peak RSS growth {rss_mb() - rss_before:.0f} MB")
+    second_half = max(1, sweep.total_runs - half_done)
+    print(f"  store growth {store_kb:.1f} KB per child; coordinator peak RSS growth {rss_after - rss_before:.0f} MB, "
+          f"of which {rss_after - rss_half:.0f} MB over the second half ({1024 * (rss_after - rss_half) / second_half:.1f} KB "
+          f"per run there)")
     study = str(Path(sys.executable).with_name("study"))
     import_s, _ = timed_command(sys.executable, "-c", "import mlflow, pandas")
     results_s, done = timed_command(study, "results", name, "--group-by", "T,kappa,seed", "--format", "json",

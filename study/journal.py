@@ -36,6 +36,7 @@ class Journal:
         self.rejected = self.path.with_suffix(".rejected.jsonl")
         self.appended = 0
         self._lock = threading.Lock()
+        self._handle: Any = None  # open while the journal file exists; closed before it is removed
         self._adopt()
 
     def _adopt(self) -> None:
@@ -50,9 +51,11 @@ class Journal:
         with self._lock:
             self.appended += 1
             command["seq"] = self.appended
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(command) + "\n")
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a")
+            self._handle.write(json.dumps(command) + "\n")
+            self._handle.flush()  # in the OS's hands: a killed coordinator loses nothing
             return self.appended
 
     def commands_after(self, seq: int) -> list[dict[str, Any]]:
@@ -65,7 +68,17 @@ class Journal:
         """Remove the journal once every appended command was applied."""
         with self._lock:
             if applied == self.appended:
+                self._close()
                 self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     def backlog(self) -> list[str]:
         return self.inherited.read_text().splitlines() if self.inherited.exists() else []

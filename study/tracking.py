@@ -351,7 +351,11 @@ def log_text_artifact(artifact_uri: str, tracking_uri: str, text: str, name: str
     parsed = urlparse(artifact_uri)
     if parsed.scheme == "file" and not parsed.netloc:
         directory = url2pathname(parsed.path)
-        os.makedirs(directory, exist_ok=True)
+        try:  # a new run's <run_id>/artifacts under an existing experiment folder: two mkdirs
+            os.mkdir(os.path.dirname(directory))
+            os.mkdir(directory)
+        except OSError:
+            os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, name), "w") as handle:
             handle.write(text)
         return

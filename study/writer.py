@@ -26,7 +26,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -115,7 +114,7 @@ class TrackingWriter:
         # The run id is chosen here and journaled, so a replayed SQL batch can tell what landed.
         self._put({"op": "run", "sweep": self.sweep.name, "run_key": run_key, "record": record, "attempt": attempt,
                    "trial": trial, "node": node, "start_ms": start_ms, "end_ms": end_ms, "varying": self._varying,
-                   "curves": self._curves, "run_id": uuid.uuid4().hex})
+                   "curves": self._curves, "run_id": bulk.new_run_id()})
 
     def end_sweep(self, status: str, metrics: dict[str, float]) -> None:
         self._put({"op": "sweep_end", "status": status, "metrics": metrics, "time_ms": tracking._now_ms()})
@@ -159,6 +158,7 @@ class TrackingWriter:
         self._thread.join(timeout=None if self._stalled_s is None else 5)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+        self.journal.close()
         return (self._outage_since is None and self._stalled_s is None and not self.journal.pending_files())
 
     # --- queue ---------------------------------------------------------------------------------

@@ -98,3 +98,32 @@ def test_results_table_agrees_with_search_runs_across_failures_and_reruns(tmp_pa
     for part in sorted(table_dir.iterdir())[:1]:
         part.unlink()
     pd.testing.assert_frame_equal(results.load_results("bulk", uri), from_store)
+
+
+def test_run_ids_are_uuid7_hex_in_creation_order_and_unique_across_threads():
+    import threading
+    import uuid
+
+    from mlflow.utils.validation import _validate_run_id
+
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def make(out: list[str]) -> None:
+        out.extend(bulk.new_run_id() for _ in range(5_000))
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [run_id for out in made for run_id in out]
+    assert len(set(every)) == 20_000  # many share a millisecond: the counter keeps them apart
+    for out in made:
+        assert out == sorted(out)  # one thread's ids sort as it made them (what the indexes want)
+    for run_id in every[:50]:
+        parsed = uuid.UUID(hex=run_id)
+        assert len(run_id) == 32 and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        _validate_run_id(run_id)  # MLflow's own check
+    import time
+
+    assert abs((int(every[0][:12], 16) - time.time() * 1000)) < 60_000  # the first 48 bits are Unix ms
