@@ -12,6 +12,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from study.cli_output import emit, fail, plot_results, show_results
 from study.errors import StudyInputError, describe_validation_error
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress bars garble the terminal
@@ -23,13 +24,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deep-unfoldi
 @app.callback()
 def _root() -> None:
     """Deep-unfolding study service: sweeps of DUGD / PSOR runs on Ray, tracked in MLflow."""
-
-
-def fail(lines: list[str] | str, code: int = 2) -> None:
-    """Print one line per error to stderr and exit (2 for bad input)."""
-    for line in [lines] if isinstance(lines, str) else lines:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(code)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
@@ -181,35 +175,6 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _emit(frame: Any, fmt: str, output: str | None, title: str) -> None:
-    """Write a DataFrame as a rich table, CSV, JSON or Parquet (to stdout, or to -o FILE)."""
-    if fmt == "parquet":
-        if not output:
-            fail("--format parquet: got no -o FILE, expected an output file for binary output")
-        frame.to_parquet(output, index=False)
-    elif fmt in {"csv", "json"}:
-        text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=2)
-        if output:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            typer.echo(text)
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for column in frame.columns:
-            table.add_column(str(column), justify="right", min_width=len(str(column)))
-        for row in frame.itertuples(index=False):
-            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-        Console(width=max(100, 14 * len(frame.columns))).print(table)
-        if output:
-            frame.to_csv(output, index=False)
-    if output:
-        typer.echo(f"wrote {output}", err=True)
-
-
 FORMATS = {"table", "csv", "json", "parquet"}
 SERVER = typer.Option(None, "--server", envvar="STUDY_SERVER", help="URL of a `study serve` service")
 
@@ -264,9 +229,9 @@ def results(
             fail(str(error))
         except StudyInputError as error:
             fail(error.errors)
-    _show_results(table, query, sweep, fmt, output, wide)
+    show_results(table, query, sweep, fmt, output, wide)
     if plot:
-        _plot_results(table, sweep, plot, query.group_by, query.metrics, output)
+        plot_results(table, sweep, plot, query.group_by, query.metrics, output)
 
 
 def _insight(sweep: str, tracking_uri: str | None, metric: str | None, pareto: bool, optuna_storage: str | None,
@@ -283,9 +248,9 @@ def _insight(sweep: str, tracking_uri: str | None, metric: str | None, pareto: b
                 fail(f"--metric: got {metric!r}, expected none with --pareto (the front is over the sweep's metric list)")
             front = insight.pareto_front(frame, stored)
             goals = ", ".join(f"{m.name} ({m.goal})" for m in stored.metrics)
-            return _emit(front, fmt, output, f"{sweep}: {len(front)} non-dominated points over {goals}")
+            return emit(front, fmt, output, f"{sweep}: {len(front)} non-dominated points over {goals}")
         table, source = insight.importances(stored, frame, tracking_uri, metric, optuna_storage)
-        _emit(table, fmt, output, f"{sweep}: parameter importance")
+        emit(table, fmt, output, f"{sweep}: parameter importance")
         if fmt == "table":
             typer.echo(f"fANOVA importance for {source}; sums to 1")
     except SweepNotFound as error:
@@ -294,54 +259,6 @@ def _insight(sweep: str, tracking_uri: str | None, metric: str | None, pareto: b
         fail(error.errors)
     except (LookupError, ValueError) as error:
         fail(str(error.args[0]) if error.args else str(error))
-
-
-def _show_results(table: Any, query: Any, sweep: str, fmt: str, output: str | None, wide: bool) -> None:
-    """The default table is compact (`mean ± std (count)`, fits the terminal); --wide, --runs and the
-    file formats keep every field. A line names the varying axes the groups pooled over."""
-    from study.query import POOLED_COLUMN, compact_cells
-
-    selection = f" where {query.where_text}" if query.where else ""
-    if query.runs:  # a run without a reason shows an empty cell, not nan
-        shown = table.astype(object).where(table.notna(), "") if fmt == "table" else table
-        return _emit(shown, fmt, output, f"{sweep}: runs{selection}")
-    title = f"{sweep}: mean ± std (count) by {', '.join(query.group_by) or 'all'}{selection}"
-    pooled = table[POOLED_COLUMN].iloc[0] if POOLED_COLUMN in table.columns and len(table) else None
-    if fmt != "table" or wide:
-        _emit(table.drop(columns=[POOLED_COLUMN]) if pooled and fmt == "table" else table, fmt, output, title)
-    else:
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-
-        cells = compact_cells(table, query)
-        shown = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in cells.columns:
-            shown.add_column(str(column), justify="right", no_wrap=column in query.group_by)
-        for row in cells.itertuples(index=False):
-            shown.add_row(*row)
-        # The terminal's width (or $COLUMNS); written to a pipe or file, the table's own width.
-        width = None if os.environ.get("COLUMNS") or sys.stdout.isatty() else 10_000
-        Console(width=width).print(shown)
-        if output:
-            table.to_csv(output, index=False)
-            typer.echo(f"wrote {output}", err=True)
-    if pooled and fmt == "table":
-        typer.echo(f"pooled over: {pooled}; add to --group-by or pick with --where to keep apart")
-
-
-def _plot_results(table: Any, sweep: str, axis: str, group_by: list[str], metrics: list[str], output: str | None) -> None:
-    """`results --plot AXIS`: the (first) metric's mean ± std against AXIS, one line per other group."""
-    from study.plots import to_png
-    from study.sweep_plots import metric_lines_figure
-
-    if axis not in group_by:
-        fail(f"--plot: got {axis!r}, expected one of the --group-by axes ({', '.join(group_by) or 'none given'})")
-    path = f"{output.rsplit('.', 1)[0]}.png" if output and not output.endswith(".png") else output
-    path = path or f"{sweep}_{metrics[0]}_by_{axis}.png"
-    with open(path, "wb") as handle:
-        handle.write(to_png(metric_lines_figure(table, axis, metrics[0], title=f"{sweep}: {metrics[0]} by {axis}")))
-    typer.echo(f"wrote {path}", err=True)
 
 
 @app.command()
@@ -359,7 +276,7 @@ def status(
         rows = [results_module.sweep_status(name, tracking_uri) for name in names]
     except results_module.SweepNotFound as error:
         fail(str(error))
-    _emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "pruned", "other"]), "table", None, "sweeps")
+    emit(pd.DataFrame(rows, columns=["sweep", "state", "runs", "finished", "failed", "pruned", "other"]), "table", None, "sweeps")
 
 
 @app.command()
@@ -367,7 +284,7 @@ def sweeps(tracking_uri: str = TRACKING_URI, fmt: str = typer.Option("table", "-
     """List every sweep in the tracking store."""
     from study import results as results_module
 
-    _emit(results_module.list_sweeps(tracking_uri), fmt, None, "sweeps")
+    emit(results_module.list_sweeps(tracking_uri), fmt, None, "sweeps")
 
 
 @app.command()
