@@ -19,7 +19,7 @@ from fastapi import HTTPException
 
 from study import names
 
-log = logging.getLogger("study.api")
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000  # a sweep file is a few kB; this is generous and still bounded
 # MLflow parent-run status (and SweepSummary.status) -> the service's sweep states.
