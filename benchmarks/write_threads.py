@@ -9,6 +9,10 @@ record (n = 16, mode expected, T = 8) is computed once and logged under distinct
 run keys, so the figures are the write cost only.
 
     .venv/bin/python benchmarks/write_threads.py [--runs 300] [--threads 1,2,4,8] [--rounds 2]
+        [--server-workers 4] [--auth off|deployed|uncached]
+
+--auth runs the server with MLflow's basic-auth app as docker-compose.yml does (deploy/mlflow-auth.ini),
+or with that file's credential cache off, to show what a password check per request costs.
 
 The clock runs from the first log_run to the writer's close (every child run and the parent's end
 in the store); the parent exists before it starts. A 20-run warm-up sweep goes first. Rounds run
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -127,12 +132,40 @@ def start_postgres(processes: list[Started], scratch: list[Path]) -> int:
     return port
 
 
-def start_mlflow(processes: list[Started], base: Path, database_url: str, workers: int) -> str:
+def auth_env(base: Path, cache_ttl_s: int) -> dict[str, str]:
+    """The basic-auth app as deployed (deploy/mlflow-auth.ini), its user database in `base`, the
+    credential cache's TTL set to cache_ttl_s (0: every request checks the password hash). This
+    process writes as the admin."""
+    lines = []
+    for line in (REPO / "deploy" / "mlflow-auth.ini").read_text().splitlines():
+        if line.startswith("database_uri"):
+            line = f"database_uri = sqlite:///{base / 'basic_auth.db'}"
+        elif line.startswith("auth_cache_ttl_seconds"):
+            continue
+        lines.append(line)
+    lines.append(f"auth_cache_ttl_seconds = {cache_ttl_s}")
+    config = base / "mlflow-auth.ini"
+    config.write_text("\n".join(lines) + "\n")
+    password = secrets.token_urlsafe(18)
+    os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+
+
+def start_mlflow(processes: list[Started], base: Path, database_url: str, workers: int, auth: str) -> str:
+    """auth: "off" (no auth app), "deployed" (deploy/mlflow-auth.ini as it is) or "uncached"
+    (the same with its credential cache off)."""
     port = free_port()
     argv = [str(BIN / "mlflow"), "server", "--backend-store-uri", database_url, "--serve-artifacts",
             "--artifacts-destination", str(base / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(workers), "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
-    server = Started("mlflow", argv, base, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if auth != "off":
+        deployed_ttl = next(int(line.split("=")[1]) for line in (REPO / "deploy" / "mlflow-auth.ini").read_text().splitlines()
+                            if line.startswith("auth_cache_ttl_seconds"))
+        env.update(auth_env(base, deployed_ttl if auth == "deployed" else 0))
+        argv += ["--app-name", "basic-auth"]
+    server = Started("mlflow", argv, base, env=env)
     processes.append(server)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 180, "mlflow server", server)
@@ -213,6 +246,8 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2,4,8", help="comma-separated writer thread counts")
     parser.add_argument("--rounds", type=int, default=2, help="K sequences, alternately forward and backward")
     parser.add_argument("--server-workers", type=int, default=4, help="mlflow server --workers")
+    parser.add_argument("--auth", choices=["off", "deployed", "uncached"], default="off",
+                        help="the server's basic-auth app: off, as deploy/mlflow-auth.ini has it, or with its credential cache off")
     args = parser.parse_args()
     counts = [int(t) for t in args.threads.split(",") if t]
     base = Path(tempfile.mkdtemp(prefix="write-threads-"))
@@ -226,11 +261,12 @@ def main() -> None:
         record = run({**TINY, "matrix_seed": 0}).as_record()
         pg_port = start_postgres(processes, scratch)
         database = f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}"
-        server = start_mlflow(processes, base, f"{database}/mlflow", args.server_workers)
+        server = start_mlflow(processes, base, f"{database}/mlflow", args.server_workers, args.auth)
         stamp = int(time.time())
         write(server, record, 20, 4, f"warm-server-{stamp}")
         write(f"{database}/direct", record, 20, 1, f"warm-direct-{stamp}")
-        print(f"{args.runs} tiny child runs per measurement; mlflow server --workers {args.server_workers} on "
+        print(f"{args.runs} tiny child runs per measurement; mlflow server --workers {args.server_workers} "
+              f"(auth {args.auth}) on "
               f"PostgreSQL 15, loopback; 1/5/15-min load average before each figure", flush=True)
         figures: dict[str, list[float]] = {}
         for round_index in range(args.rounds):

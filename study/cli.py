@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deep-unfoldi
 @app.callback()
 def _root() -> None:
     """Deep-unfolding study service: sweeps of DUGD / PSOR runs on Ray, tracked in MLflow."""
+    # `kill -USR1 PID` prints every thread's stack to stderr: how to see where a stuck coordinator waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
@@ -125,7 +129,6 @@ def submit(
 ) -> None:
     """Run a sweep on Ray with a live progress line; resubmitting resumes it. Ctrl-C cancels (exit 130).
     Exit 3 when another coordinator runs the sweep on this store (one line says who; see --wait)."""
-    import signal
     import threading
 
     sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -111,11 +112,54 @@ class MlflowServer:
                 return
 
 
-def study_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+class StudyProcess(subprocess.Popen):
+    """`python -m study.cli ARGS` with its stdout and stderr in files beside it, not pipes: a pipe
+    nobody reads while the test polls would block the coordinator once 64 KB of output piled up."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]):
+        logs = Path(tempfile.mkdtemp(prefix="study-cli-", dir=cwd))
+        self.stdout_path, self.stderr_path = logs / "stdout", logs / "stderr"
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            super().__init__([sys.executable, "-m", "study.cli", *args], cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+
+    def communicate(self, input=None, timeout=None) -> tuple[str, str]:  # noqa: A002 - Popen's signature
+        self.wait(timeout)
+        return self.output()
+
+    def output(self) -> tuple[str, str]:
+        """What it printed so far: (stdout, stderr)."""
+        return self.stdout_path.read_text(errors="replace"), self.stderr_path.read_text(errors="replace")
+
+
+def study_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> StudyProcess:
     """`python -m study.cli ARGS` as a subprocess (the coordinator as users run it)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return StudyProcess(args, cwd, {**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def kill_when(process: StudyProcess, ready: Callable[[], object], timeout_s: float = 180) -> None:
+    """SIGKILL the coordinator once ready() holds (no clean-up of any kind). If it never does, the
+    error carries the coordinator's stderr and every thread's stack (SIGUSR1, see study.cli)."""
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if ready():
+                break
+        except Exception as error:  # noqa: BLE001 - the store may not have the experiment yet
+            last_error = error
+        time.sleep(0.1)
+    else:
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            process.kill()
+            process.wait(timeout=30)
+            raise TimeoutError(f"not ready after {timeout_s} s (last check error: {last_error!r}); the coordinator's "
+                               f"stderr and stacks:\n{process.output()[1][-6000:]}")
+    assert process.poll() is None, "the sweep ended before the kill: " + process.output()[1][-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
 
 
 def children(uri: str, sweep_name: str, experiment: str | None = None) -> list:

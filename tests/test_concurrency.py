@@ -7,7 +7,6 @@ refusal is one line naming the holder."""
 from __future__ import annotations
 
 import re
-import signal
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from reliability_support import RayHead, children, duplicate_keys, study_process
+from reliability_support import RayHead, children, duplicate_keys, kill_when, study_process
 from study import lease, sweep_start, tracking
 from study.spec import load_sweep
 from tests import topology
@@ -134,10 +133,7 @@ def test_kill_9_of_the_holder_frees_an_embedded_store_at_once(ray_head, tmp_path
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep_file = write_sweep(tmp_path, "killed", SLOW)
     first = submit(tmp_path, sweep_file, store, ray_head)
-    topology.wait_for(lambda: len(children(store, "killed")) >= 3 or first.poll() is not None, 180, "three children landed")
-    assert first.poll() is None, first.communicate()[1][-2000:]
-    first.send_signal(signal.SIGKILL)
-    first.wait(30)
+    kill_when(first, lambda: len(children(store, "killed")) >= 3)
     held = lease.acquire(load_sweep(sweep_file), store)  # at once: the kernel dropped the dead holder's lock
     held.release()
     code, out, err = finish(submit(tmp_path, sweep_file, store, ray_head))
@@ -214,10 +210,7 @@ def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(mlflow_server, cre
     env = {**credentials, "STUDY_LEASE_TTL_S": str(TTL_S)}
     sweep_file = write_sweep(tmp_path, "lost-holder", SLOW)
     first = submit(tmp_path, sweep_file, store, two_clusters[0], env=env)
-    topology.wait_for(lambda: len(children(store, "lost-holder")) >= 3 or first.poll() is not None, 180, "three children")
-    assert first.poll() is None, first.communicate()[1][-2000:]
-    first.send_signal(signal.SIGKILL)
-    first.wait(30)
+    kill_when(first, lambda: len(children(store, "lost-holder")) >= 3)
     killed_at = time.time()
     # Right after the kill the dead holder's claim is still live: a new coordinator is refused.
     with pytest.raises(lease.SweepBusy) as busy:

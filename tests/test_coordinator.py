@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,12 +12,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from reliability_support import children, study_process
 from study import tracking
 from study.coordinator import submit
 from study.spec import load_sweep
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
@@ -31,12 +27,6 @@ def store(tmp_path_factory) -> str:
 def _local_spool(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.setenv("STUDY_TRACKING_BACKOFF_MAX_S", "1")
-
-
-def children(uri: str, sweep_name: str, experiment: str | None = None):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment or sweep_name)
-    return list(tracking.sweep_runs(client, exp.experiment_id, sweep_name)) if exp else []
 
 
 def grid(name: str, xs: list[float], extra: str = "", seeds: str = "[0, 1]") -> str:
@@ -145,15 +135,10 @@ def test_cancel_leaves_a_consistent_state_and_resume_completes(ray_local, store)
     assert tracking.parent_run(sweep, store).info.status == "FINISHED"
 
 
-def _cli(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
 def test_cli_submit_uses_the_default_store_in_the_cwd_and_exits_0(ray_local, tmp_path):
     (tmp_path / "s.yaml").write_text(grid("cli", [0.0, 1.0], ", fail: [none, raise]", seeds="[0]"))
     address = ray_local.get_runtime_context().gcs_address
-    done = _cli(["submit", "s.yaml", "--address", address], tmp_path)
+    done = study_process(["submit", "s.yaml", "--address", address], tmp_path)
     out, err = done.communicate(timeout=120)
     assert done.returncode == 0, err
     assert "runs: 4 total, 2 finished, 2 failed, 0 skipped" in out
@@ -163,7 +148,7 @@ def test_cli_submit_uses_the_default_store_in_the_cwd_and_exits_0(ray_local, tmp
 def test_cli_ctrl_c_cancels_and_exits_130(ray_local, tmp_path, store):
     (tmp_path / "s.yaml").write_text(grid("interrupt", [float(i) for i in range(40)], ", work_s: 0.5", seeds="[0]"))
     address = ray_local.get_runtime_context().gcs_address
-    process = _cli(["submit", "s.yaml", "--address", address, "--tracking-uri", store], tmp_path)
+    process = study_process(["submit", "s.yaml", "--address", address, "--tracking-uri", store], tmp_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(children(store, "interrupt")) < 2:
         time.sleep(0.2)

@@ -91,3 +91,24 @@ def test_a_read_only_user_reads_and_cannot_write(server, swept, monkeypatch):
     after = MlflowClient(server.mlflow_url).get_run(parent.info.run_id)
     assert after.info.lifecycle_stage == "active" and "vandal" not in after.data.tags
     assert len(children(server.mlflow_url, "behind-auth")) == N
+
+
+def test_the_credential_cache_lets_no_old_password_or_deleted_user_through(server):
+    """deploy/mlflow-auth.ini turns on MLflow's credential cache (a password hash per request bound
+    the write path); a password change or deletion through the API still takes effect at once."""
+    assert "auth_cache_ttl_seconds = 60" in topology.AUTH_INI.read_text().splitlines()
+    api = f"{server.mlflow_url}/api/2.0/mlflow"
+    search = f"{api}/experiments/search"
+    made = httpx.post(f"{api}/users/create", json={"username": "rotating", "password": "first-pass-1"}, auth=admin(server))
+    assert made.status_code == 200, made.text
+    for _ in range(3):  # cached after the first answer
+        assert httpx.get(search, params={"max_results": 1}, auth=("rotating", "first-pass-1")).status_code == 200
+    assert httpx.get(search, params={"max_results": 1}, auth=("rotating", "wrong-pass-1")).status_code == 401
+    changed = httpx.patch(f"{api}/users/update-password", json={"username": "rotating", "password": "second-pass-2"},
+                          auth=admin(server))
+    assert changed.status_code == 200, changed.text
+    assert httpx.get(search, params={"max_results": 1}, auth=("rotating", "first-pass-1")).status_code == 401
+    assert httpx.get(search, params={"max_results": 1}, auth=("rotating", "second-pass-2")).status_code == 200
+    deleted = httpx.request("DELETE", f"{api}/users/delete", json={"username": "rotating"}, auth=admin(server))
+    assert deleted.status_code == 200, deleted.text
+    assert httpx.get(search, params={"max_results": 1}, auth=("rotating", "second-pass-2")).status_code == 401

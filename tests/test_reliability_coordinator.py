@@ -5,8 +5,6 @@ COMPLETE trial has one FINISHED child per seed. Both coordinators run on a Ray h
 
 from __future__ import annotations
 
-import signal
-import time
 from pathlib import Path
 
 import optuna
@@ -14,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from reliability_support import RayHead, children, duplicate_keys, study_process
+from reliability_support import RayHead, children, duplicate_keys, kill_when, study_process
 from study import tracking
 from study.search import JOURNAL_FILE, open_storage
 from study.spec import load_sweep
@@ -30,19 +28,6 @@ def ray_head():
 def submit_process(ray_head: RayHead, tmp_path: Path, store: str):
     return study_process(["submit", "sweep.yaml", "--address", ray_head.address, "--tracking-uri", store], tmp_path,
                          env={**ray_head.env, "STUDY_SPOOL_DIR": str(tmp_path / "spool"), "STUDY_TRACKING_BACKOFF_MAX_S": "1"})
-
-
-def kill_when(process, ready, timeout_s: float = 180) -> None:
-    """SIGKILL the coordinator once ready() holds (no clean-up of any kind)."""
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and process.poll() is None and not ready():
-            time.sleep(0.1)
-        assert process.poll() is None, "the sweep ended before the kill: " + process.communicate()[1][-2000:]
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
 
 
 def resubmit(ray_head: RayHead, tmp_path: Path, store: str) -> str:

@@ -2,11 +2,10 @@
 
 import json
 
-import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
 from study import results
 
