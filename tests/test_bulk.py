@@ -4,15 +4,18 @@ like runs written through MlflowClient, and the results table agrees row for row
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy
 from mlflow import MlflowClient
 
 from study import bulk, names, results, tracking
 from study.spec import load_sweep
 from study.writer import TrackingWriter
+from tests import topology
 from workers.result import Result
 from workers.run import run
 
@@ -26,6 +29,30 @@ parameters: {problem: dugd, mode: expected, n: 8, T: [2, 3], kappa: 10, batches_
 @pytest.fixture(autouse=True)
 def _spool(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.chdir(tmp_path)  # a PostgreSQL store keeps its artifacts under ./mlruns
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    topology.require_postgres("the bulk path on PostgreSQL")
+    top = topology.start_topology(tmp_path_factory.mktemp("bulk-pg"), ray=False, mlflow=False)
+    yield top
+    top.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_uri(request, tmp_path) -> str:
+    """A fresh store: SQLite in tmp_path, or a new database on the module's PostgreSQL server
+    (psycopg2, whose executemany study.bulk avoids)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    top = request.getfixturevalue("postgres")
+    database = f"bulk_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(top.database_url("postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {database}")
+    engine.dispose()
+    return top.database_url(database)
 
 
 def _command(sweep, point, record, attempt=1):
@@ -47,8 +74,8 @@ def _view(client, run_id):
             "artifacts": artifacts}
 
 
-def test_a_bulk_run_reads_back_like_a_client_run(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_bulk_run_reads_back_like_a_client_run(tmp_path, store_uri):
+    uri = store_uri
     sweep = load_sweep(SWEEP)
     point = sweep.expand()[0]
     record = run(point.params).as_record()
@@ -70,8 +97,8 @@ def test_a_bulk_run_reads_back_like_a_client_run(tmp_path):
     assert len(bulk.existing_run_ids(client._tracking_client.store, [rows[0]["run_id"], "f" * 32])) == 1
 
 
-def test_results_table_agrees_with_search_runs_across_failures_and_reruns(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_results_table_agrees_with_search_runs_across_failures_and_reruns(tmp_path, store_uri):
+    uri = store_uri
     sweep = load_sweep(SWEEP)
     points = sweep.expand()
     for submission in range(2):  # the second submission re-runs the failed point: two attempts of one key

@@ -379,15 +379,18 @@ def start_service(top: Topology) -> None:
     top.processes.append(managed)
 
 
-def start_topology(base: Path, *, ray: bool = True, service: bool = True) -> Topology:
+def start_topology(base: Path, *, ray: bool = True, service: bool = True, mlflow: bool = True) -> Topology:
     """Everything docker-compose.yml runs, as local processes (ray=False / service=False: only
-    PostgreSQL and the MLflow server, with its auth app). Stops what it started if a step fails."""
+    PostgreSQL and the MLflow server, with its auth app; mlflow=False too: only PostgreSQL). Stops
+    what it started if a step fails."""
     pg_bin = postgres_bin()
     if pg_bin is None:
         raise FileNotFoundError(PG_MISSING)
     top = Topology(base=base, api_token=secrets.token_urlsafe(24))
     try:
         start_postgres(top, pg_bin)
+        if not mlflow:
+            return top
         wait_for_mlflow = start_mlflow(top)  # starts while the Ray nodes start
         if ray:
             start_ray(top)
