@@ -201,6 +201,23 @@ def write(uri: str, record: dict, runs: int, threads: int, name: str) -> float:
     return elapsed
 
 
+def request_cost(url: str, server: Started, count: int = 40) -> str:
+    """Median latency and server CPU of one authenticated read (experiments/get-by-name), sequential."""
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    with httpx.Client(auth=(username, password) if username else None, timeout=30) as client:
+        def get() -> float:
+            started = time.perf_counter()
+            answer = client.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "Default"})
+            assert answer.status_code == 200, answer.text
+            return time.perf_counter() - started
+
+        get()
+        cpu_before = cpu_seconds(server)
+        latencies = [get() for _ in range(count)]
+        cpu = cpu_seconds(server) - cpu_before
+    return f"one read: median {1e3 * statistics.median(latencies):.1f} ms, server CPU {1e3 * cpu / count:.1f} ms"
+
+
 def count_children(uri: str, name: str) -> int:
     from mlflow import MlflowClient
 
@@ -263,6 +280,7 @@ def main() -> None:
         database = f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}"
         server = start_mlflow(processes, base, f"{database}/mlflow", args.server_workers, args.auth)
         stamp = int(time.time())
+        print(f"mlflow server (auth {args.auth}) {request_cost(server, processes[-1])}", flush=True)
         write(server, record, 20, 4, f"warm-server-{stamp}")
         write(f"{database}/direct", record, 20, 1, f"warm-direct-{stamp}")
         print(f"{args.runs} tiny child runs per measurement; mlflow server --workers {args.server_workers} "
