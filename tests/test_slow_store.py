@@ -101,7 +101,7 @@ def test_a_slow_store_ends_finished_with_every_write_in_it(ray_local, tmp_path, 
         server.kill()
 
 
-def test_an_outage_at_the_end_exits_75_names_the_cause_and_replays_once(tmp_path):
+def test_an_outage_at_the_end_exits_75_names_the_cause_and_replays_once(ray_local, tmp_path):
     spool = tmp_path / "spool"
     # The holder cannot release its lease on a store that is down: the resubmission waits out the lease.
     env = {"STUDY_SPOOL_DIR": str(spool), "STUDY_FLUSH_TIMEOUT_S": "2", "STUDY_TRACKING_BACKOFF_MAX_S": "0.5",
@@ -109,7 +109,9 @@ def test_an_outage_at_the_end_exits_75_names_the_cause_and_replays_once(tmp_path
     server = MlflowServer(tmp_path / "server").start()
     sweep_file = tmp_path / "outage.yaml"
     sweep_file.write_text(f"name: end-outage\nparameters: {{problem: probe, work_s: 0.3, x: {list(range(12))}}}\n")
-    args = ["submit", str(sweep_file), "--tracking-uri", server.uri, "--no-figures"]
+    # Both coordinators join the session's Ray instead of each starting a local one (seconds each).
+    address = ray_local.get_runtime_context().gcs_address
+    args = ["submit", str(sweep_file), "--tracking-uri", server.uri, "--no-figures", "--address", address]
     try:
         process = study_process(args, tmp_path, env)
         deadline = time.monotonic() + 180
