@@ -136,9 +136,10 @@ def study_process(args: list[str], cwd: Path, env: dict[str, str] | None = None)
     return StudyProcess(args, cwd, {**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
-def kill_when(process: StudyProcess, ready: Callable[[], object], timeout_s: float = 180) -> None:
+def kill_when(process: StudyProcess, ready: Callable[[], object], timeout_s: float = 180, poll_s: float = 0.1) -> None:
     """SIGKILL the coordinator once ready() holds (no clean-up of any kind). If it never does, the
-    error carries the coordinator's stderr and every thread's stack (SIGUSR1, see study.cli)."""
+    error carries the coordinator's stderr and every thread's stack (SIGUSR1, see study.cli).
+    poll_s: each ready() on a tracking server costs requests that the coordinator's writes share."""
     deadline = time.monotonic() + timeout_s
     last_error = None
     while time.monotonic() < deadline and process.poll() is None:
@@ -147,7 +148,7 @@ def kill_when(process: StudyProcess, ready: Callable[[], object], timeout_s: flo
                 break
         except Exception as error:  # noqa: BLE001 - the store may not have the experiment yet
             last_error = error
-        time.sleep(0.1)
+        time.sleep(poll_s)
     else:
         if process.poll() is None:
             process.send_signal(signal.SIGUSR1)

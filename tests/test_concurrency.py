@@ -210,7 +210,7 @@ def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(mlflow_server, cre
     env = {**credentials, "STUDY_LEASE_TTL_S": str(TTL_S)}
     sweep_file = write_sweep(tmp_path, "lost-holder", SLOW)
     first = submit(tmp_path, sweep_file, store, two_clusters[0], env=env)
-    kill_when(first, lambda: len(children(store, "lost-holder")) >= 3)
+    kill_when(first, lambda: len(children(store, "lost-holder")) >= 3, poll_s=0.5)
     killed_at = time.time()
     # Right after the kill the dead holder's claim is still live: a new coordinator is refused.
     with pytest.raises(lease.SweepBusy) as busy:
