@@ -4,6 +4,7 @@ timeouts, cancel, and the `study submit` command (exit 0 / 130)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -152,6 +153,15 @@ def test_cli_ctrl_c_cancels_and_exits_130(ray_local, tmp_path, store):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(children(store, "interrupt")) < 2:
         time.sleep(0.2)
+    # SIGUSR1 prints every thread's stack (faulthandler) and the sweep goes on.
+    process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "Current thread" not in process.output()[1]:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the other threads' stacks follow
+    stacks = process.output()[1]
+    assert process.poll() is None and "Current thread" in stacks
+    assert re.search(r'study/writer\.py", line \d+ in _loop', stacks), stacks[-3000:]  # the writer thread, too
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
