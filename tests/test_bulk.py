@@ -15,7 +15,6 @@ from mlflow import MlflowClient
 from study import bulk, names, results, tracking
 from study.spec import load_sweep
 from study.writer import TrackingWriter
-from tests import topology
 from workers.result import Result
 from workers.run import run
 
@@ -32,21 +31,13 @@ def _spool(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a PostgreSQL store keeps its artifacts under ./mlruns
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    topology.require_postgres("the bulk path on PostgreSQL")
-    top = topology.start_topology(tmp_path_factory.mktemp("bulk-pg"), ray=False, mlflow=False)
-    yield top
-    top.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_uri(request, tmp_path) -> str:
     """A fresh store: SQLite in tmp_path, or a new database on the module's PostgreSQL server
-    (psycopg2, whose executemany study.bulk avoids)."""
+    (psycopg2, whose executemany study.bulk avoids) that the session's auth_server runs."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'mlflow.db'}"
-    top = request.getfixturevalue("postgres")
+    top = request.getfixturevalue("auth_server")
     database = f"bulk_{uuid.uuid4().hex[:12]}"
     engine = sqlalchemy.create_engine(top.database_url("postgres"), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:

@@ -159,18 +159,10 @@ def test_a_store_that_refuses_the_start_fails_the_submit_before_any_run(tmp_path
 # ---- a server store shared by coordinators on different Ray clusters ("hosts") --------------------
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    topology.require_postgres("the MLflow server tests")
-    top = topology.start_topology(tmp_path_factory.mktemp("mlflow-auth"), ray=False)
-    yield top
-    top.stop()
-
-
 @pytest.fixture
-def credentials(mlflow_server, monkeypatch) -> dict[str, str]:
+def credentials(auth_server, monkeypatch) -> dict[str, str]:
     """The coordinator's credentials, also for this test process's own reads."""
-    env = topology.mlflow_credentials(mlflow_server)
+    env = topology.mlflow_credentials(auth_server)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -184,8 +176,8 @@ def two_clusters():
         head.stop()
 
 
-def test_two_coordinators_on_two_clusters_share_the_mlflow_server(mlflow_server, credentials, two_clusters, tmp_path):
-    store = mlflow_server.mlflow_url
+def test_two_coordinators_on_two_clusters_share_the_mlflow_server(auth_server, credentials, two_clusters, tmp_path):
+    store = auth_server.mlflow_url
     sweep_file = write_sweep(tmp_path, "shared")
     for name in ("a", "b"):
         (tmp_path / name).mkdir()  # each "host" with its own spool
@@ -203,9 +195,9 @@ def test_two_coordinators_on_two_clusters_share_the_mlflow_server(mlflow_server,
     assert not [key for key in parents[0].data.tags if key.startswith("study.lease.")]  # released
 
 
-def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(mlflow_server, credentials, two_clusters, tmp_path,
+def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(auth_server, credentials, two_clusters, tmp_path,
                                                               monkeypatch):
-    store = mlflow_server.mlflow_url
+    store = auth_server.mlflow_url
     monkeypatch.setenv("STUDY_LEASE_TTL_S", str(TTL_S))
     env = {**credentials, "STUDY_LEASE_TTL_S": str(TTL_S)}
     sweep_file = write_sweep(tmp_path, "lost-holder", SLOW)
