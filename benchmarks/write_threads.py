@@ -132,18 +132,17 @@ def start_postgres(processes: list[Started], scratch: list[Path]) -> int:
     return port
 
 
-def auth_env(base: Path, cache_ttl_s: int) -> dict[str, str]:
-    """The basic-auth app as deployed (deploy/mlflow-auth.ini), its user database in `base`, the
-    credential cache's TTL set to cache_ttl_s (0: every request checks the password hash). This
-    process writes as the admin."""
+def auth_env(base: Path, cached: bool) -> dict[str, str]:
+    """The basic-auth app as deployed (deploy/mlflow-auth.ini), its user database in `base`; with
+    cached=False its credential cache off (every request checks the password hash). This process
+    writes as the admin."""
     lines = []
     for line in (REPO / "deploy" / "mlflow-auth.ini").read_text().splitlines():
         if line.startswith("database_uri"):
             line = f"database_uri = sqlite:///{base / 'basic_auth.db'}"
-        elif line.startswith("auth_cache_ttl_seconds"):
-            continue
+        elif line.startswith("auth_cache_ttl_seconds") and not cached:
+            line = "auth_cache_ttl_seconds = 0"
         lines.append(line)
-    lines.append(f"auth_cache_ttl_seconds = {cache_ttl_s}")
     config = base / "mlflow-auth.ini"
     config.write_text("\n".join(lines) + "\n")
     password = secrets.token_urlsafe(18)
@@ -161,9 +160,7 @@ def start_mlflow(processes: list[Started], base: Path, database_url: str, worker
             "--workers", str(workers), "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"]
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     if auth != "off":
-        deployed_ttl = next(int(line.split("=")[1]) for line in (REPO / "deploy" / "mlflow-auth.ini").read_text().splitlines()
-                            if line.startswith("auth_cache_ttl_seconds"))
-        env.update(auth_env(base, deployed_ttl if auth == "deployed" else 0))
+        env.update(auth_env(base, cached=auth == "deployed"))
         argv += ["--app-name", "basic-auth"]
     server = Started("mlflow", argv, base, env=env)
     processes.append(server)

@@ -33,8 +33,8 @@ def _spool(tmp_path, monkeypatch):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_uri(request, tmp_path) -> str:
-    """A fresh store: SQLite in tmp_path, or a new database on the module's PostgreSQL server
-    (psycopg2, whose executemany study.bulk avoids) that the session's auth_server runs."""
+    """A fresh store: SQLite in tmp_path, or a new database on the session's PostgreSQL server
+    (conftest.auth_server), reached through psycopg2 as a deployment would."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'mlflow.db'}"
     top = request.getfixturevalue("auth_server")
