@@ -102,3 +102,16 @@ def run_chgd(spec: ChgdSpec) -> Result:
     series.update(unrolling["series"])
     info = {**problem.facts(), "x0_basis": spec.x0_basis}
     return Result(params={}, scalars=scalars, series=series, info=info)
+
+
+def identical_across_seeds(spec: ChgdSpec) -> bool:
+    """Always: nothing in a CHGD run is drawn (every curve is an exact expectation)."""
+    return True
+
+
+def unit_keys(spec: ChgdSpec) -> tuple[tuple, tuple]:
+    """(share_key, family_key) for workers.units.plan_units: one instance shares its spectrum; points
+    differing only in seed are one family (the same record)."""
+    params = spec.model_dump(mode="json")
+    instance = tuple(params[k] for k in ("n", "m", "kappa", "spectrum", "normalization", "matrix_seed", "edges"))
+    return ("chgd", *instance), tuple(sorted((k, v) for k, v in params.items() if k != "seed"))

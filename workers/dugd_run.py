@@ -7,6 +7,8 @@ References: Chebyshev first-kind steps from the `edges` the spec selects (primar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from workers import chebyshev as cheb
@@ -21,7 +23,53 @@ from workers.unrolling import curse_of_unrolling
 EMPIRICAL_SEED_STREAM = 4  # eval samples come from default_rng([seed, 4]), apart from training draws
 
 
+def run_dugd_many(specs: Sequence[DugdSpec], hooks: Sequence[OnCheckpoint | None]) -> list[Result]:
+    """Results of run_dugd(spec, hook) for each point (workers.run.run_many's batched handler)."""
+    return [_run_dugd_alone(spec, hook) for spec, hook in zip(specs, hooks)]
+
+
 def run_dugd(spec: DugdSpec, on_checkpoint: OnCheckpoint | None = None) -> Result:
+    """One point: run_dugd_many([spec], [on_checkpoint])[0]."""
+    return run_dugd_many([spec], [on_checkpoint])[0]
+
+
+def identical_across_seeds(spec: DugdSpec) -> bool:
+    """The seed cannot change training: the exact expected loss (no draws) from a constant init (auto or
+    a number), without descending constraints (their training draws noise from the seed). Only the
+    validation sample and the empirical MSE curve still depend on the seed."""
+    return spec.descent_eps is None and spec.mode == "expected" and spec.init != "random"
+
+
+def unit_keys(spec: DugdSpec) -> tuple[tuple, tuple]:
+    """(share_key, family_key) for workers.units.plan_units.
+
+    share_key: what a batch of trainings must have in common (n and the protocol's shape). family_key:
+    the training itself, so points of one family train once: without T under incremental training
+    (depth prefixes) and without the seed where identical_across_seeds."""
+    params = spec.model_dump(mode="json")
+    if spec.descent_eps is not None:  # primal-dual training runs alone
+        return ("dugd", "descending", spec.n), tuple(sorted(params.items()))
+    share = ("dugd", spec.n, spec.mode, spec.training, spec.batches_per_generation, spec.dtype, spec.device,
+             spec.T if spec.training == "full" else None)
+    dropped = {"eval_samples"} | ({"T"} if spec.training == "incremental" else set())
+    if identical_across_seeds(spec):
+        dropped.add("seed")
+    if spec.mode == "expected":
+        dropped |= {"batch_size", "dtype", "device"}
+    return share, tuple(sorted((k, v) for k, v in params.items() if k not in dropped))
+
+
+def unit_work(spec: DugdSpec) -> float:
+    """Rough compute of a point alone, in factor evaluations: steps × n × mean depth (dense: × the
+    batch's matrix products)."""
+    if spec.descent_eps is not None:
+        return float(spec.descent_epochs * spec.descent_batches_per_epoch * spec.n * spec.T * 4)
+    depth_sum = spec.T * (spec.T + 1) / 2 if spec.training == "incremental" else spec.T * spec.T
+    per_factor = 4.0 * spec.batch_size * (spec.m or 2 * spec.n) if spec.mode == "dense" else 1.0
+    return float(spec.batches_per_generation * spec.n * depth_sum * per_factor)
+
+
+def _run_dugd_alone(spec: DugdSpec, on_checkpoint: OnCheckpoint | None = None) -> Result:
     """on_checkpoint(generation, prefix MSE) -> stop? (workers.dugd.OnCheckpoint): a run told to stop
     comes back KILLED with its partial training curves and no comparison (primal-dual training
     reports no checkpoints)."""
