@@ -194,7 +194,7 @@ def gradients(backend: NumpyBackend, gamma: Any, lam: Any, weights: Any, depth: 
     weighted *= poly
     weighted *= lam
     weighted *= 2.0
-    backend.reciprocal(factors)
+    backend.reciprocal(factors)  # a factor 0 gives inf here, caught just below
     grad = backend.matvec(factors, weighted)
     finite = backend.finite_rows(grad)
     if not finite.all():  # a factor exactly 0 gives 0/0: those rows again without division (not diverged ones)
@@ -214,7 +214,14 @@ def _exact_row(backend: NumpyBackend, gamma: Any, lam: Any, weights: Any) -> Arr
 def train_batch(runs: list[BatchRun], depths: list[int], steps_per_generation: int, mode: str,
                 backend: NumpyBackend) -> None:
     """Train every run (γ [runs, T]) through generations of `depths`; fills each run's gammas and
-    grad_norms. After each generation a run's checkpoint may stop it; it then leaves the batch."""
+    grad_norms. After each generation a run's checkpoint may stop it; it then leaves the batch.
+    A diverging run overflows to inf / NaN in its own row only (no warnings: it is reported FAILED)."""
+    with np.errstate(all="ignore"):
+        _train_batch(runs, depths, steps_per_generation, mode, backend)
+
+
+def _train_batch(runs: list[BatchRun], depths: list[int], steps_per_generation: int, mode: str,
+                 backend: NumpyBackend) -> None:
     n = runs[0].eigenvalues.shape[0]
     active = list(range(len(runs)))
     gamma = backend.array(np.stack([run.gamma0 for run in runs]))
