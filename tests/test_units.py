@@ -165,3 +165,17 @@ def test_an_expected_point_does_not_import_torch():
             "run(dict(problem='probe')); assert r.status == 'FINISHED', r.reason; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_row_blocks_of_a_large_batch_give_the_same_numbers():
+    problem = build_problem(parse_spec(dict(QUICK, m=40)))
+    config = TrainingConfig(T=3, mode="eigen", batches_per_generation=12, init="random")
+    configs = [TrainingConfig(**{**config.__dict__, "seed": s, "lr": 0.002 * (1 + s)}) for s in range(5)]
+    blocked = NumpyBackend("float32")
+    blocked.chunk_rows = 2
+    together = [batch_run(problem, c, None) for c in configs]
+    train_batch(together, config.depths(), 12, "eigen", blocked)
+    for c, run_ in zip(configs, together):
+        alone = batch_run(problem, c, None)
+        train_batch([alone], config.depths(), 12, "eigen", NumpyBackend("float32"))
+        assert np.array_equal(np.array(alone.gammas), np.array(run_.gammas))

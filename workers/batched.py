@@ -30,6 +30,7 @@ from workers.optimal import leave_one_out
 
 Array = NDArray[np.float64]
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults, as in the notebook
+CHUNK_ROWS = 64  # runs whose [rows, depth, n] factors are worked on at once: larger batches leave the cache
 DRAW_BLOCK_ELEMENTS = 4_000_000  # χ² weights held at once (steps × runs × n), to bound memory at large batches
 
 
@@ -51,6 +52,7 @@ class NumpyBackend:
     """Array operations of a batch on numpy (CPU)."""
 
     name = "cpu"
+    chunk_rows: int | None = CHUNK_ROWS  # None: the whole batch at once
 
     def __init__(self, dtype: str):
         self.dtype = np.dtype(dtype)
@@ -68,10 +70,16 @@ class NumpyBackend:
     def take(self, values: Any, rows: Array) -> Any:
         return values[rows]
 
-    def factors(self, steps: Any, lam: Any, out: Any) -> None:
-        """out[r, t, i] = 1 − |γ_rt| λ_ri."""
-        np.multiply(np.abs(steps)[:, :, None], lam[:, None, :], out=out)
-        np.subtract(1.0, out, out=out)
+    def columns(self, lam: Any) -> Any:
+        """[runs, 2, n]: rows (1, −λ_ri), so that factors() is one small matrix product per run."""
+        return self.array(np.stack([np.ones(lam.shape), -self.numpy(lam)], axis=1))
+
+    def factors(self, steps: Any, columns: Any, out: Any) -> None:
+        """out[r, t, i] = 1 − |γ_rt| λ_ri, as [1, |γ_rt|] @ columns[r] (one BLAS pass over out)."""
+        rows = np.empty(steps.shape + (2,), dtype=self.dtype)
+        rows[:, :, 0] = 1.0
+        np.abs(steps, out=rows[:, :, 1])
+        np.matmul(rows, columns, out=out)
 
     def prod(self, values: Any, out: Any) -> None:
         np.prod(values, axis=1, out=out)
@@ -95,6 +103,8 @@ class NumpyBackend:
 class TorchBackend(NumpyBackend):
     """The same operations on torch tensors (a GPU with `device: cuda`; the CPU in tests)."""
 
+    chunk_rows = None  # a GPU wants the whole batch in one kernel
+
     def __init__(self, dtype: str, device: str):
         import torch
 
@@ -113,9 +123,12 @@ class TorchBackend(NumpyBackend):
     def take(self, values: Any, rows: Array) -> Any:
         return values[self.torch.as_tensor(rows, device=values.device)]
 
-    def factors(self, steps: Any, lam: Any, out: Any) -> None:
-        self.torch.mul(steps.abs()[:, :, None], lam[:, None, :], out=out)
-        out.neg_().add_(1.0)
+    def columns(self, lam: Any) -> Any:
+        return self.torch.stack([self.torch.ones_like(lam), -lam], dim=1)
+
+    def factors(self, steps: Any, columns: Any, out: Any) -> None:
+        rows = self.torch.stack([self.torch.ones_like(steps), steps.abs()], dim=2)
+        self.torch.matmul(rows, columns, out=out)
 
     def prod(self, values: Any, out: Any) -> None:
         self.torch.prod(values, 1, out=out)
@@ -182,13 +195,14 @@ class BatchedAdam:
         param[:, :depth] -= step_size * exp_avg / denom
 
 
-def gradients(backend: NumpyBackend, gamma: Any, lam: Any, weights: Any, depth: int, work: Any, poly: Any) -> Any:
+def gradients(backend: NumpyBackend, gamma: Any, lam: Any, weights: Any, depth: int, work: Any, poly: Any,
+              columns: Any) -> Any:
     """∂L_r/∂γ_rt, t < depth, of L_r = Σ_i w_ri P_r(λ_ri)² for every run r (weights: [runs, n]).
 
-    work ([runs, ≥depth, n]) and poly ([runs, n]) are scratch. Leave-one-out products come from
+    work ([runs, ≥depth, n]) and poly ([runs, n]) are scratch; columns = backend.columns(lam). Leave-one-out products come from
     P/(1 − |γ_t|λ); a run with a factor exactly 0 (a root on an eigenvalue) uses prefix × suffix."""
     factors = work[:, :depth, :]
-    backend.factors(gamma[:, :depth], lam, factors)
+    backend.factors(gamma[:, :depth], columns, factors)
     backend.prod(factors, poly)
     weighted = weights * poly
     weighted *= poly
@@ -228,13 +242,23 @@ def _train_batch(runs: list[BatchRun], depths: list[int], steps_per_generation: 
     lam = backend.array(np.stack([run.eigenvalues for run in runs]))
     adam = BatchedAdam(backend, tuple(gamma.shape), [run.lr for run in runs])
     generators = [np.random.default_rng([run.seed, 3]) for run in runs]
-    work, poly = backend.empty((len(runs), max(depths), n)), backend.empty((len(runs), n))
+    chunk = backend.chunk_rows or len(runs)
+    work, poly = backend.empty((min(chunk, len(runs)), max(depths), n)), backend.empty((min(chunk, len(runs)), n))
     uniform = backend.array(np.full((len(runs), n), 1.0 / n))
+    columns = backend.columns(lam)
     for generation, depth in enumerate(depths):
         grad = None
         for weights in _weights(mode, [runs[r] for r in active], [generators[r] for r in active],
                                 steps_per_generation, n, backend, uniform):
-            grad = gradients(backend, gamma, lam, weights, depth, work, poly)
+            if len(active) <= chunk:
+                grad = gradients(backend, gamma, lam, weights, depth, work[: len(active)], poly[: len(active)], columns)
+            else:  # row blocks: every operation is row-wise, so the numbers are the same
+                grad = backend.empty((len(active), depth))
+                for start in range(0, len(active), chunk):
+                    rows = slice(start, min(start + chunk, len(active)))
+                    size = rows.stop - rows.start
+                    grad[rows] = gradients(backend, gamma[rows], lam[rows], weights[rows], depth, work[:size],
+                                           poly[:size], columns[rows])
             adam.step(gamma, grad)
         gammas, norms = backend.numpy(gamma), np.linalg.norm(backend.numpy(grad), axis=1)
         keep = []
@@ -249,8 +273,7 @@ def _train_batch(runs: list[BatchRun], depths: list[int], steps_per_generation: 
                 return
             rows = np.asarray(keep)
             active = [active[row] for row in keep]
-            gamma, lam, uniform = (backend.take(v, rows) for v in (gamma, lam, uniform))
-            work, poly = work[: len(keep)], poly[: len(keep)]
+            gamma, lam, uniform, columns = (backend.take(v, rows) for v in (gamma, lam, uniform, columns))
             adam.keep(rows)
 
 
