@@ -19,7 +19,6 @@ optimal constant step 2/(λ_min + λ_max) of the reference edges (resolved_init)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -138,15 +137,12 @@ def training_record(problem: Problem, config: TrainingConfig, gammas: list[Array
     n = lam.shape[0]
     gammas = [np.asarray(g, dtype=np.float64)[: config.T] for g in gammas]
     validation = np.random.default_rng([config.seed, 2]).chisquare(VALIDATION_SAMPLES, n) / (VALIDATION_SAMPLES * n)
-    exact = np.full(n, 1.0 / n)
     depths = config.depths()[: len(gammas)]
     validation_loss = np.array([error_curve(residual_polynomials(g[:d], lam), validation)[-1]
                                 for g, d in zip(gammas, depths)])
-    expected_loss = np.array([error_curve(residual_polynomials(g[:d], lam), exact)[-1]
-                              for g, d in zip(gammas, depths)])
     return Training(
         gamma=gammas[-1].copy(), gamma_by_generation=np.array(gammas), validation_loss=validation_loss,
-        expected_loss=expected_loss, grad_norm=np.array(grad_norms[: len(gammas)]),
+        expected_loss=np.array([expected_loss(g, d, lam) for g, d in zip(gammas, depths)]), grad_norm=np.array(grad_norms[: len(gammas)]),
         adam_steps=len(depths) * config.batches_per_generation, device=device, dtype=dtype,
         stopped_at=len(gammas) if len(gammas) < config.T else None,
     )
@@ -156,14 +152,19 @@ def _checkpoints(lam: Array, config: TrainingConfig, on_checkpoint: OnCheckpoint
     """(generation index, γ after it) -> stop?; never stops without on_checkpoint (and costs nothing)."""
     if on_checkpoint is None:
         return lambda generation, gamma: False
-    exact = np.full(lam.shape[0], 1.0 / lam.shape[0])
     depths = config.depths()
 
     def checkpoint(generation: int, gamma: Array) -> bool:
-        value = error_curve(residual_polynomials(np.asarray(gamma, dtype=np.float64)[: depths[generation]], lam), exact)[-1]
-        return bool(on_checkpoint(generation + 1, float(value)))
+        return bool(on_checkpoint(generation + 1, expected_loss(gamma, depths[generation], lam)))
 
     return checkpoint
+
+
+def expected_loss(gamma: Array, depth: int, lam: Array) -> float:
+    """The exact expected loss (1/n) Σ_i P_depth(λ_i)² of the prefix γ[:depth], float64 (what
+    on_checkpoint receives and Training.expected_loss holds)."""
+    return float(error_curve(residual_polynomials(np.asarray(gamma, dtype=np.float64)[:depth], lam),
+                             np.full(lam.shape[0], 1.0 / lam.shape[0]))[-1])
 
 
 class NumpyAdam:

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from workers.batched import BatchRun, backend_for, train_batch
-from workers.dugd import OnCheckpoint, Training, TrainingConfig, batch_dtype, batch_run, training_record
-from workers.metrics import error_curve, residual_polynomials
+from workers.dugd import OnCheckpoint, Training, TrainingConfig, batch_dtype, batch_run, expected_loss, training_record
 from workers.specs import DugdSpec
 from workers.spectra import Problem, build_problem
 
@@ -105,10 +104,8 @@ class _Family:
         for member in self.members:
             if member.hook is None or member.stopped_at is not None or member.generations < done:
                 continue
-            if value is None:  # the exact expected loss at this generation's depth (as workers.dugd._checkpoints)
-                depth = self.config.depths()[generation]
-                lam = self.problem.eigenvalues
-                value = float(error_curve(residual_polynomials(gamma[:depth], lam), np.full(lam.shape[0], 1.0 / lam.shape[0]))[-1])
+            if value is None:  # the same for every member: computed once
+                value = expected_loss(gamma, self.config.depths()[generation], self.problem.eigenvalues)
             if member.hook(done, value) and done < member.generations:
                 member.stopped_at = done
         return all(member.stopped_at is not None or member.generations <= done for member in self.members)
