@@ -9,12 +9,18 @@
   machine wall time mostly measures the wait for a core.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/distinct_work.py --part numerics [--steps 20]
+
+- `numerics-before`: the same protocol through the one-run `workers.dugd.train` of another checkout
+  (e.g. `git archive c56311e workers | tar -x -C /tmp/before`), CPU µs per step, in a subprocess:
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/distinct_work.py --part numerics-before --checkout /tmp/before
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,13 +69,38 @@ def numerics_part(steps: int = 20) -> None:
     print(f"chi-square draws alone (batch_size 200, n=300): {draw:.2f} us per run-step (a floor for eigen)")
 
 
+_BEFORE = """
+import sys, time
+from workers.dugd import TrainingConfig, train
+from workers.specs import DugdSpec
+from workers.spectra import build_problem
+problem = build_problem(DugdSpec(n=300, kappa=30.0))
+for mode in ("expected", "eigen"):
+    for training in ("incremental", "full"):
+        config = TrainingConfig(T=25, mode=mode, training=training, batches_per_generation={steps})
+        started = time.process_time()
+        train(problem, config)
+        print(f"{{mode:<9}}{{training:<13}}{{(time.process_time() - started) / (25 * {steps}) * 1e6:12.1f}}", flush=True)
+"""
+
+
+def numerics_before(checkout: str, steps: int = 20) -> None:
+    """CPU µs per step of one run through `checkout`'s workers.dugd.train (n=300, κ=30, T=25)."""
+    print(f"one run through {checkout}/workers (CPU us per step)")
+    env = {**os.environ, "PYTHONPATH": checkout}
+    subprocess.run([sys.executable, "-c", _BEFORE.format(steps=steps)], env=env, cwd=checkout, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["numerics"], default="numerics")
+    parser.add_argument("--part", choices=["numerics", "numerics-before"], default="numerics")
     parser.add_argument("--steps", type=int, default=20, help="Adam steps per generation (numerics)")
+    parser.add_argument("--checkout", help="numerics-before: a checkout (or its workers/ extracted) to time")
     args = parser.parse_args()
     if args.part == "numerics":
         numerics_part(args.steps)
+    elif args.part == "numerics-before":
+        numerics_before(args.checkout, args.steps)
 
 
 if __name__ == "__main__":
