@@ -179,3 +179,15 @@ def test_row_blocks_of_a_large_batch_give_the_same_numbers():
         alone = batch_run(problem, c, None)
         train_batch([alone], config.depths(), 12, "eigen", NumpyBackend("float32"))
         assert np.array_equal(np.array(alone.gammas), np.array(run_.gammas))
+
+
+def test_a_hook_that_raises_fails_its_point_alone():
+    specs = [dict(QUICK, T=3, mode="expected", seed=s) for s in (0, 1)]  # one family (identical seeds)
+
+    def broken(generation: int, value: float) -> bool:
+        raise ConnectionError("prune board unreachable")
+
+    unit = run_many(specs, [broken, None])
+    assert unit[0].status == "FAILED" and unit[0].reason == "ConnectionError: prune board unreachable"
+    assert unit[1].status == "FINISHED" and _bitwise(run(specs[1]), unit[1])
+    assert run(specs[0], broken).reason == unit[0].reason

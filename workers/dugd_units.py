@@ -89,6 +89,7 @@ class _Member:
     hook: OnCheckpoint | None
     generations: int  # generations this point trains alone (= its T)
     stopped_at: int | None = None  # its hook asked to stop after this generation (1-based)
+    error: Exception | None = None  # its hook raised: this point fails alone, the family goes on
 
 
 @dataclass
@@ -106,7 +107,12 @@ class _Family:
                 continue
             if value is None:  # the same for every member: computed once
                 value = expected_loss(gamma, self.config.depths()[generation], self.problem.eigenvalues)
-            if member.hook(done, value) and done < member.generations:
+            try:
+                stop = member.hook(done, value)
+            except Exception as error:  # noqa: BLE001 - the point fails alone, as it would by itself
+                member.error, member.stopped_at = error, done
+                continue
+            if stop and done < member.generations:
                 member.stopped_at = done
         return all(member.stopped_at is not None or member.generations <= done for member in self.members)
 
@@ -146,7 +152,7 @@ def train_points(specs: Sequence[DugdSpec], hooks: Sequence[OnCheckpoint | None]
             continue
         for family, run in zip(group, runs):
             for member in family.members:
-                out[member.index] = _member_training(family, member, run, backend.name, dtype)
+                out[member.index] = member.error or _member_training(family, member, run, backend.name, dtype)
     return out
 
 
