@@ -199,8 +199,9 @@ def gradients(backend: NumpyBackend, gamma: Any, lam: Any, weights: Any, depth: 
               columns: Any) -> Any:
     """∂L_r/∂γ_rt, t < depth, of L_r = Σ_i w_ri P_r(λ_ri)² for every run r (weights: [runs, n]).
 
-    work ([runs, ≥depth, n]) and poly ([runs, n]) are scratch; columns = backend.columns(lam). Leave-one-out products come from
-    P/(1 − |γ_t|λ); a run with a factor exactly 0 (a root on an eigenvalue) uses prefix × suffix."""
+    work ([runs, ≥depth, n]) and poly ([runs, n]) are scratch; columns = backend.columns(lam).
+    Leave-one-out products come from P/(1 − |γ_t|λ) (as torch's prod backward without zeros); a run
+    with a factor exactly 0 (a root on an eigenvalue) uses prefix × suffix products instead."""
     factors = work[:, :depth, :]
     backend.factors(gamma[:, :depth], columns, factors)
     backend.prod(factors, poly)
