@@ -171,13 +171,13 @@ class BatchedAdam:
     def __init__(self, backend: NumpyBackend, shape: tuple[int, int], lr: Sequence[float],
                  betas: tuple[float, float] = _BETAS, eps: float = _EPS):
         self.backend, self.betas, self.eps = backend, betas, eps
-        self.lr = np.asarray(lr, dtype=np.float64)
+        self.lr = backend.array(np.asarray(lr, dtype=np.float64)[:, None])  # on the device: no copy per step
         self.exp_avg, self.exp_avg_sq = backend.array(np.zeros(shape)), backend.array(np.zeros(shape))
         self.step_count = 0
 
     def keep(self, rows: Array) -> None:
         """Drop every run but `rows` (in that order)."""
-        self.lr = self.lr[rows]
+        self.lr = self.backend.take(self.lr, rows)
         self.exp_avg = self.backend.take(self.exp_avg, rows)
         self.exp_avg_sq = self.backend.take(self.exp_avg_sq, rows)
 
@@ -190,7 +190,7 @@ class BatchedAdam:
         exp_avg += (1.0 - beta1) * (grad - exp_avg)  # torch: exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq *= beta2
         exp_avg_sq += (1.0 - beta2) * grad * grad
-        step_size = self.backend.array((self.lr / (1.0 - beta1**self.step_count))[:, None])
+        step_size = self.lr / (1.0 - beta1**self.step_count)
         denom = self.backend.sqrt(exp_avg_sq) / math.sqrt(1.0 - beta2**self.step_count) + self.eps
         param[:, :depth] -= step_size * exp_avg / denom
 
