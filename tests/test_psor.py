@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from workers import chebyshev
 from workers.fixed_point import ista_problem, jacobi_matrix, jacobi_problem, lasso_instance, lasso_kkt_violation
 from workers.psor import error_curve, run_psor, scheme_omegas
+from workers.psor_iteration import gated_chebyshev
 from workers.run import run
 from workers.specs import PsorSpec
 
@@ -140,3 +142,69 @@ def test_run_one_psor_prints_all_curves_and_bound(run_cli):
     assert len(result["chebyshev_bound_curve"]) == 26
     assert 0 < result["chebyshev_bound"] < 1
     assert result["wall_s"] < 10
+
+
+# --- ISTA from the origin: Chebyshev-PSOR gated by the active set (issue 23, item 2) --------------------
+
+ISTA_ACCEPTANCE = dict(problem="psor", fixed_point="ista", n=512, m=256, T=8, iterations=200)  # issue 23's command
+
+
+def test_gated_chebyshev_converges_on_ista_from_the_origin_before_constant_sor():
+    result = run({**ISTA_ACCEPTANCE, "omega": "chebyshev"})
+    assert result.status == "FINISHED", result.reason
+    s, curve = result.scalars, np.asarray(result.series["error_curve"])
+    # The 1e-8 reduction is reached, and before constant SOR reaches it (99 against 145 on this instance).
+    assert s["iterations_to_1e-8"] == s["iterations_to_1e-8_chebyshev"] == float(np.argmax(curve <= 1e-8 * curve[0]))
+    assert s["iterations_to_1e-8_chebyshev"] < s["iterations_to_1e-8_constant"]
+    assert s["final_error_chebyshev"] < 1e-12 * curve[0]
+    # The gate: the safe (constant) factor for at least the first window of T iterations, then Chebyshev.
+    share = np.asarray(result.series["chebyshev_share"])
+    assert len(share) == 200 and np.all(share[:8] == 0.0) and share[-1] == 1.0
+
+
+def test_chebyshev_local_on_ista_from_the_origin_diverges_and_is_failed():
+    result = run({**ISTA_ACCEPTANCE, "omega": "chebyshev_local"})
+    curve = result.series["error_curve"]
+    assert curve[-1] > curve[0]  # the periodic schedule from k = 0 throws the iterate off (issue 23: 33.5)
+    assert result.status == "FAILED"
+    assert result.reason.startswith("diverged: omega=chebyshev_local ends at error ")
+    # Its curves are kept, beside the gated one on the same starting points.
+    assert result.series["error_curve_chebyshev_local"] == curve
+    assert result.scalars["final_error_chebyshev"] < 1e-12 * curve[0]
+    assert result.scalars["iterations_to_1e-8_chebyshev_local"] is None
+
+
+def test_gated_chebyshev_is_the_periodic_schedule_on_a_linear_map():
+    problem = jacobi_problem(jacobi_matrix(32, matrix_seed=1))
+    omegas = scheme_omegas("chebyshev", problem.lambda_min, problem.lambda_max, 4)
+    x0 = np.random.default_rng(0).normal(size=(3, 32))
+    gated = gated_chebyshev(problem, omegas, 0.8, x0, 12)
+    np.testing.assert_array_equal(gated.curve, error_curve(problem, omegas, x0, 12))
+    assert gated.restarts == 0.0 and np.all(gated.chebyshev_share == 1.0)
+
+
+def test_gated_chebyshev_waits_for_a_settled_active_set_and_rejects_a_growing_period():
+    # An active set that flips on every step never settles: the gate never opens, and the curve is
+    # constant SOR's.
+    problem = jacobi_problem(jacobi_matrix(16, matrix_seed=2))
+    flips = {"k": 0}
+
+    def flipping(fx):
+        flips["k"] += 1
+        return torch.full_like(fx, float(flips["k"] % 2))
+
+    flipping_problem = dataclasses.replace(problem, active_set=flipping)
+    omegas = scheme_omegas("chebyshev", problem.lambda_min, problem.lambda_max, 4)
+    x0 = np.random.default_rng(1).normal(size=(2, 16))
+    gated = gated_chebyshev(flipping_problem, omegas, 0.75, x0, 20)
+    np.testing.assert_allclose(gated.curve, error_curve(problem, np.full(4, 0.75), x0, 20), rtol=1e-12)
+    assert gated.restarts == 0.0 and np.all(gated.chebyshev_share == 0.0)  # never stable: never opened
+    # Stable active set but a residual that grows over the period: rejected, the window doubles.
+    steady = dataclasses.replace(problem, active_set=lambda fx: torch.zeros_like(fx))
+    too_large = np.full(4, 3.0)  # |1 − 3λ| > 1 on λ ≥ 0.68: the residual grows
+    gated = gated_chebyshev(steady, too_large, 0.75, x0, 40)
+    assert gated.restarts >= 1.0
+    # Each rejected period is undone (x restored to its start), so the curve never rises above the
+    # first checkpoint's error, while the periodic schedule blows up.
+    assert np.max(gated.curve) <= gated.curve[0] and gated.curve[-1] < 1e-2 * gated.curve[0]
+    assert error_curve(problem, too_large, x0, 40)[-1] > 1e3 * gated.curve[0]
