@@ -11,7 +11,7 @@ import torch
 
 from workers import chebyshev
 from workers.fixed_point import ista_problem, jacobi_matrix, jacobi_problem, lasso_instance, lasso_kkt_violation
-from workers.psor import error_curve, run_psor, scheme_omegas
+from workers.psor import error_curve, run_psor, run_psor_many, scheme_omegas
 from workers.psor_iteration import gated_chebyshev
 from workers.run import run
 from workers.specs import PsorSpec
@@ -208,3 +208,55 @@ def test_gated_chebyshev_waits_for_a_settled_active_set_and_rejects_a_growing_pe
     # first checkpoint's error, while the periodic schedule blows up.
     assert np.max(gated.curve) <= gated.curve[0] and gated.curve[-1] < 1e-2 * gated.curve[0]
     assert error_curve(problem, too_large, x0, 40)[-1] > 1e3 * gated.curve[0]
+
+
+# --- Units (issue 22): run_psor_many shares instances, curves and depth prefixes ----------------------
+
+
+def _assert_same_result(got, expected, rtol=1e-10):
+    assert (got.status, got.reason) == (expected.status, expected.reason)
+    assert got.scalars.keys() == expected.scalars.keys() and got.series.keys() == expected.series.keys()
+    for key, value in expected.scalars.items():
+        assert (got.scalars[key] is None) == (value is None), key
+        if value is not None:
+            assert got.scalars[key] == pytest.approx(value, rel=rtol, abs=0.0), key
+    for key, values in expected.series.items():
+        np.testing.assert_allclose(got.series[key], values, rtol=rtol, atol=0.0, err_msg=key)
+    assert got.info == expected.info
+
+
+def test_run_psor_many_equals_one_run_per_point():
+    base = dict(fixed_point="jacobi", n=16, entry_std=0.1, iterations=10, steps_per_depth=4, batch_size=8)
+    specs = [PsorSpec(**base, T=T, omega=omega, seed=seed, train_depth=depth)
+             for T, seed in ((2, 0), (4, 0), (2, 1)) for omega, depth in
+             (("plain", None), ("chebyshev", None), ("learned", None), ("learned", 3), ("learned", 6))]
+    specs += [PsorSpec(fixed_point="ista", n=24, m=16, T=4, iterations=12, omega=omega) for omega in ("chebyshev", "constant")]
+    specs += [PsorSpec(**base, T=2, omega="learned", train_depth=5, omega_loss="mse", x0_around="random_rhs")]
+    specs += [PsorSpec(fixed_point="gram", n=8, T=2, iterations=6, omega="learned", train_depth=4, lr=0.1)]
+    together = run_psor_many(specs)
+    assert len(together) == len(specs)
+    for spec, got in zip(specs, together):
+        expected = run_psor(spec)
+        assert expected.status == "FINISHED", expected.reason
+        _assert_same_result(got, expected)
+        if spec.omega == "learned":  # the shared training's snapshot is the one-point training, bitwise
+            assert got.series["learned_omega"] == expected.series["learned_omega"]
+
+
+def test_run_psor_many_stops_one_point_and_fails_one_alone():
+    deep = PsorSpec(fixed_point="jacobi", n=16, T=2, iterations=6, omega="learned", train_depth=5, steps_per_depth=3)
+    shallow = deep.model_copy(update={"train_depth": 4})
+    calls = []
+
+    def stop_at_two(depth, loss):
+        calls.append(depth)
+        return depth == 2
+
+    # x* = 0 (empty support): every eigenvalue of I − J is 1, no Chebyshev interval.
+    bad = PsorSpec(fixed_point="ista", n=24, m=16, T=4, iterations=6, lam=1e5)
+    results = run_psor_many([deep, shallow, bad], [None, stop_at_two, None])
+    assert results[0].status == "FINISHED" and len(results[0].series["train_loss"]) == 5
+    assert results[1].status == "KILLED" and results[1].series["train_loss"] == results[0].series["train_loss"][:2]
+    assert calls == [1, 2]
+    assert results[1].series["learned_omega"] == run_psor(shallow, lambda d, loss: d == 2).series["learned_omega"]
+    assert results[2].status == "FAILED" and results[2].reason == run_psor(bad).reason

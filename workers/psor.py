@@ -8,7 +8,7 @@ trains learned ω (deep-unfolded PSOR, DU-Book) and assembles a run's Result. Er
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ from workers.result import Result
 from workers.specs import PsorSpec
 
 Array = NDArray[np.float64]
+OnCheckpoint = Callable[[int, float], bool]  # (depth, loss after it) -> stop?
 
 SCHEMES = ("plain", "constant", "chebyshev", "chebyshev_local", "learned")
 
@@ -41,6 +42,10 @@ class Training:
     @property
     def omega(self) -> Array:
         return self.snapshots[-1]
+
+    def prefix(self, depth: int) -> "Training":
+        """The training to `depth` (≤ its own): exactly what training to `depth` alone gives."""
+        return Training(self.snapshots[:depth], self.losses[:depth], self.depth_losses[:depth])
 
 
 def train_omega(
@@ -142,16 +147,83 @@ def run_psor(spec: PsorSpec, on_checkpoint: Callable[[int, float], bool] | None 
     Never-reached events are None, not a number: first_roundoff_iteration when no iterate reaches
     the round-off floor, period_contraction_max when no complete period is above it,
     iterations_to_1e-8_<scheme> when e_k never reaches 1e-8·e_0. A run whose chosen curve ends above
-    its start is FAILED ("diverged: ..."), with its curves kept."""
-    problem = build_problem(spec)
-    training = None
-    if spec.omega == "learned":
-        training = train_spec(spec, problem, learned_depth(spec), on_checkpoint)
-    return assemble(spec, problem, training)
+    its start is FAILED ("diverged: ..."), with its curves kept. This is run_psor_many([spec])[0]."""
+    return run_psor_many([spec], [on_checkpoint])[0]
 
 
-def assemble(spec: PsorSpec, problem: FixedPointProblem, training: Training | None) -> Result:
-    """The Result of `spec` on its built `problem`, given its training (omega=learned) to its depth."""
+def run_psor_many(specs: Sequence[PsorSpec], hooks: Sequence[OnCheckpoint | None] | None = None) -> list[Result]:
+    """[run_psor(s, h) for s, h in zip(specs, hooks)], sharing work (issue 22): each distinct instance
+    is built once (its spectrum, and for ISTA its LASSO solve), each fixed scheme's curve is computed
+    once per (instance, T, starting points, iterations), and points whose learned-ω trainings differ
+    only in train_depth train once, to the deepest, each taking its own depth's snapshot (depth d of
+    an incremental training is the whole training to d). A hook that stops its point (KILLED) stops
+    only that point; the shared training ends early only when no point still needs it. A point that
+    raises is FAILED alone."""
+    hooks = list(hooks) if hooks is not None else [None] * len(specs)
+    problems: dict[tuple, FixedPointProblem | Exception] = {}
+    for spec in specs:
+        key = instance_key(spec)
+        if key not in problems:
+            try:
+                problems[key] = build_problem(spec)
+            except Exception as error:  # noqa: BLE001 - fails the points on this instance only
+                problems[key] = error
+    trainings: dict[tuple, Training | Exception] = {}
+    stopped_at: dict[int, int] = {}
+    families: dict[tuple, list[int]] = {}
+    for index, spec in enumerate(specs):
+        if spec.omega == "learned" and not isinstance(problems[instance_key(spec)], Exception):
+            families.setdefault(training_key(spec), []).append(index)
+    for key, members in families.items():
+        depth = max(learned_depth(specs[i]) for i in members)
+
+        def dispatch(d: int, loss: float, members: list[int] = members) -> bool:
+            for i in members:
+                if i not in stopped_at and d < learned_depth(specs[i]) and hooks[i] is not None and hooks[i](d, loss):
+                    stopped_at[i] = d
+            return all(i in stopped_at or learned_depth(specs[i]) <= d for i in members)
+
+        try:
+            trainings[key] = train_spec(specs[members[0]], problems[instance_key(specs[members[0]])], depth, dispatch)
+        except Exception as error:  # noqa: BLE001 - fails this family only
+            trainings[key] = error
+    curves: dict[tuple, tuple] = {}
+    results = []
+    for index, spec in enumerate(specs):
+        try:
+            problem = problems[instance_key(spec)]
+            if isinstance(problem, Exception):
+                raise problem
+            training = None
+            if spec.omega == "learned":
+                shared = trainings[training_key(spec)]
+                if isinstance(shared, Exception):
+                    raise shared
+                training = shared.prefix(stopped_at.get(index, learned_depth(spec)))
+            results.append(assemble(spec, problem, training, curves))
+        except Exception as error:  # noqa: BLE001 - recorded, not swallowed
+            results.append(Result(params={}, status="FAILED", reason=f"{type(error).__name__}: {error}"))
+    return results
+
+
+def unit_keys(spec: PsorSpec) -> tuple[tuple, tuple]:
+    """(share_key, family_key) for workers.units.plan_units: points on one instance share its build;
+    a family is what run_psor_many computes once: a learned-ω training (all its depths), or the fixed
+    schemes' curves from one set of starting points."""
+    family = training_key(spec) if spec.omega == "learned" else instance_key(spec) + tuple(spec.model_dump(
+        include={"T", "seed", "eval_samples", "x0_around", "x0_scale", "iterations"}).items())
+    return ("psor",) + instance_key(spec), family
+
+
+def unit_work(spec: PsorSpec) -> float:
+    """Relative compute: one fixed-scheme run is 1; training adds its Adam steps (40 ≈ one run)."""
+    return 1.0 + (learned_depth(spec) * spec.steps_per_depth / 40 if spec.omega == "learned" else 0.0)
+
+
+def assemble(spec: PsorSpec, problem: FixedPointProblem, training: Training | None,
+             curves: dict[tuple, tuple] | None = None) -> Result:
+    """The Result of `spec` on its built `problem`, given its training (omega=learned) to its depth.
+    `curves` caches the fixed schemes' curves across the points of one run_psor_many call."""
     lambda_min, lambda_max = problem.lambda_min, problem.lambda_max
     if not lambda_min > 0:
         raise ValueError(f"B = I − J has lambda_min = {lambda_min:.3g} <= 0: no contraction")
@@ -191,15 +263,21 @@ def assemble(spec: PsorSpec, problem: FixedPointProblem, training: Training | No
     # Same seeded starting points for every scheme; independent of the training stream.
     samples = np.random.default_rng([spec.seed, 2]).normal(size=(spec.eval_samples, problem.n))
     x0 = initial_points(problem, samples, spec.x0_around, spec.x0_scale)
+    start_key = instance_key(spec) + (spec.T, spec.seed, spec.eval_samples, spec.x0_around, spec.x0_scale, spec.iterations)
     for name, omegas in schedules.items():
-        if name == "chebyshev":
-            gated = gated_chebyshev(problem, omegas, scalars["omega_constant"], x0, spec.iterations)
-            curve = gated.curve
-            if problem.active_set is not None:
-                series["chebyshev_share"] = gated.chebyshev_share.tolist()
-                scalars["chebyshev_restarts"] = gated.restarts
-        else:
-            curve = error_curve(problem, omegas, x0, spec.iterations)
+        cached = curves.get(start_key + (name,)) if curves is not None and name != "learned" else None
+        if cached is None:
+            if name == "chebyshev":
+                gated = gated_chebyshev(problem, omegas, scalars["omega_constant"], x0, spec.iterations)
+                cached = (gated.curve, gated.chebyshev_share, gated.restarts)
+            else:
+                cached = (error_curve(problem, omegas, x0, spec.iterations), None, None)
+            if curves is not None and name != "learned":
+                curves[start_key + (name,)] = cached
+        curve = cached[0]
+        if name == "chebyshev" and problem.active_set is not None:
+            series["chebyshev_share"] = cached[1].tolist()
+            scalars["chebyshev_restarts"] = cached[2]
         series[f"error_curve_{name}"] = curve.tolist()
         rho = metrics.rho(omegas, problem.eigenvalues)
         scalars[f"rho_{name}"] = rho
@@ -245,6 +323,9 @@ __all__ = [
     "relax",
     "roundoff_floor",
     "run_psor",
+    "run_psor_many",
     "scheme_omegas",
     "train_omega",
+    "unit_keys",
+    "unit_work",
 ]
