@@ -11,7 +11,8 @@ import torch
 
 from workers import chebyshev
 from workers.fixed_point import ista_problem, jacobi_matrix, jacobi_problem, lasso_instance, lasso_kkt_violation
-from workers.psor import error_curve, run_psor, run_psor_many, scheme_omegas
+from workers.psor import build_problem as build_psor_problem
+from workers.psor import error_curve, initial_points, run_psor, run_psor_many, scheme_omegas
 from workers.psor_iteration import gated_chebyshev
 from workers.run import run
 from workers.specs import PsorSpec
@@ -260,3 +261,28 @@ def test_run_psor_many_stops_one_point_and_fails_one_alone():
     assert calls == [1, 2]
     assert results[1].series["learned_omega"] == run_psor(shallow, lambda d, loss: d == 2).series["learned_omega"]
     assert results[2].status == "FAILED" and results[2].reason == run_psor(bad).reason
+
+
+# --- DU-Book's problems and start (issue 23, item 3) ---------------------------------------------------
+
+
+def test_du_book_problems_and_random_rhs_start_follow_the_notebooks():
+    # DU-PSOR.ipynb: A = GᵀG / norm(GᵀG) (Julia's norm of a matrix is Frobenius), f(x) = Ax + b.
+    spec = PsorSpec(fixed_point="gram", n=8, matrix_seed=3, x0_around="random_rhs", omega="learned", omega_loss="mse")
+    problem = build_psor_problem(spec)
+    G = np.random.default_rng(3).normal(size=(8, 8))
+    A = G.T @ G / np.linalg.norm(G.T @ G, "fro")
+    np.testing.assert_allclose(problem.eigenvalues, np.linalg.eigvalsh(np.eye(8) - A), rtol=1e-12)
+    assert 0 < problem.lambda_min and problem.lambda_max <= 1 + 1e-12
+    # x0 = 0 with a fresh b: the error x0 − x*(b) = −(I − A)⁻¹ b; for q = 0 here x* = 0.
+    b = np.random.default_rng(4).normal(size=(5, 8))
+    np.testing.assert_allclose(initial_points(problem, b, "random_rhs", 1.0), -np.linalg.solve(np.eye(8) - A, b.T).T,
+                               rtol=1e-10)
+    # DU-PSOR-Jacobi.ipynb: P = 0.15 I + MᵀM, M = 0.05·N(0, 1); x0 − x* = −P⁻¹q.
+    jacobi = build_psor_problem(PsorSpec(n=32, jacobi_shift=0.15, entry_std=0.05, matrix_seed=1))
+    M = np.random.default_rng(1).normal(0.0, 0.05, size=(32, 32))
+    P = 0.15 * np.eye(32) + M.T @ M
+    q = np.random.default_rng(5).normal(size=(3, 32))
+    np.testing.assert_allclose(initial_points(jacobi, q, "random_rhs", 1.0), -np.linalg.solve(P, q.T).T, rtol=1e-10)
+    with pytest.raises(ValueError, match="x0_around: got 'random_rhs' with fixed_point 'ista'"):
+        PsorSpec(fixed_point="ista", x0_around="random_rhs")
