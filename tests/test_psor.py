@@ -286,3 +286,15 @@ def test_du_book_problems_and_random_rhs_start_follow_the_notebooks():
     np.testing.assert_allclose(initial_points(jacobi, q, "random_rhs", 1.0), -np.linalg.solve(P, q.T).T, rtol=1e-10)
     with pytest.raises(ValueError, match="x0_around: got 'random_rhs' with fixed_point 'ista'"):
         PsorSpec(fixed_point="ista", x0_around="random_rhs")
+
+
+def test_plan_units_keeps_a_depth_family_together():
+    from workers.units import plan_units
+
+    specs = [PsorSpec(n=16, T=2, omega="learned", train_depth=depth, seed=seed) for seed in (0, 1) for depth in (2, 5, 10)]
+    specs += [PsorSpec(n=16, T=2, omega=omega) for omega in ("plain", "constant", "chebyshev")]
+    units = plan_units(specs, slots=4)
+    assert sorted(i for unit in units for i in unit) == list(range(len(specs)))
+    home = {i: k for k, unit in enumerate(units) for i in unit}
+    assert home[0] == home[1] == home[2] and home[3] == home[4] == home[5]  # each seed's depths train once
+    assert home[6] == home[7] == home[8]  # the fixed schemes' curves from one set of starting points
