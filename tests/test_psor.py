@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,9 @@ import torch
 
 from workers import chebyshev
 from workers.fixed_point import ista_problem, jacobi_matrix, jacobi_problem, lasso_instance, lasso_kkt_violation
-from workers.psor import error_curve, run_psor, scheme_omegas
+from workers.psor import build_problem as build_psor_problem
+from workers.psor import error_curve, initial_points, run_psor, run_psor_many, scheme_omegas
+from workers.psor_iteration import gated_chebyshev
 from workers.run import run
 from workers.specs import PsorSpec
 
@@ -140,3 +143,158 @@ def test_run_one_psor_prints_all_curves_and_bound(run_cli):
     assert len(result["chebyshev_bound_curve"]) == 26
     assert 0 < result["chebyshev_bound"] < 1
     assert result["wall_s"] < 10
+
+
+# --- ISTA from the origin: Chebyshev-PSOR gated by the active set (issue 23, item 2) --------------------
+
+ISTA_ACCEPTANCE = dict(problem="psor", fixed_point="ista", n=512, m=256, T=8, iterations=200)  # issue 23's command
+
+
+def test_gated_chebyshev_converges_on_ista_from_the_origin_before_constant_sor():
+    result = run({**ISTA_ACCEPTANCE, "omega": "chebyshev"})
+    assert result.status == "FINISHED", result.reason
+    s, curve = result.scalars, np.asarray(result.series["error_curve"])
+    # The 1e-8 reduction is reached, and before constant SOR reaches it (99 against 145 on this instance).
+    assert s["iterations_to_1e-8"] == s["iterations_to_1e-8_chebyshev"] == float(np.argmax(curve <= 1e-8 * curve[0]))
+    assert s["iterations_to_1e-8_chebyshev"] < s["iterations_to_1e-8_constant"]
+    assert s["final_error_chebyshev"] < 1e-12 * curve[0]
+    # The gate: the safe (constant) factor for at least the first window of T iterations, then Chebyshev.
+    share = np.asarray(result.series["chebyshev_share"])
+    assert len(share) == 200 and np.all(share[:8] == 0.0) and share[-1] == 1.0
+
+
+def test_chebyshev_local_on_ista_from_the_origin_diverges_and_is_failed():
+    result = run({**ISTA_ACCEPTANCE, "omega": "chebyshev_local"})
+    curve = result.series["error_curve"]
+    assert curve[-1] > curve[0]  # the periodic schedule from k = 0 throws the iterate off (issue 23: 33.5)
+    assert result.status == "FAILED"
+    assert result.reason.startswith("diverged: omega=chebyshev_local ends at error ")
+    # Its curves are kept, beside the gated one on the same starting points.
+    assert result.series["error_curve_chebyshev_local"] == curve
+    assert result.scalars["final_error_chebyshev"] < 1e-12 * curve[0]
+    assert result.scalars["iterations_to_1e-8_chebyshev_local"] is None
+
+
+def test_gated_chebyshev_is_the_periodic_schedule_on_a_linear_map():
+    problem = jacobi_problem(jacobi_matrix(32, matrix_seed=1))
+    omegas = scheme_omegas("chebyshev", problem.lambda_min, problem.lambda_max, 4)
+    x0 = np.random.default_rng(0).normal(size=(3, 32))
+    gated = gated_chebyshev(problem, omegas, 0.8, x0, 12)
+    np.testing.assert_array_equal(gated.curve, error_curve(problem, omegas, x0, 12))
+    assert gated.restarts == 0.0 and np.all(gated.chebyshev_share == 1.0)
+
+
+def test_gated_chebyshev_waits_for_a_settled_active_set_and_rejects_a_growing_period():
+    # An active set that flips on every step never settles: the gate never opens, and the curve is
+    # constant SOR's.
+    problem = jacobi_problem(jacobi_matrix(16, matrix_seed=2))
+    flips = {"k": 0}
+
+    def flipping(fx):
+        flips["k"] += 1
+        return torch.full_like(fx, float(flips["k"] % 2))
+
+    flipping_problem = dataclasses.replace(problem, active_set=flipping)
+    omegas = scheme_omegas("chebyshev", problem.lambda_min, problem.lambda_max, 4)
+    x0 = np.random.default_rng(1).normal(size=(2, 16))
+    gated = gated_chebyshev(flipping_problem, omegas, 0.75, x0, 20)
+    np.testing.assert_allclose(gated.curve, error_curve(problem, np.full(4, 0.75), x0, 20), rtol=1e-12)
+    assert gated.restarts == 0.0 and np.all(gated.chebyshev_share == 0.0)  # never stable: never opened
+    # Stable active set but a residual that grows over the period: rejected, the window doubles.
+    steady = dataclasses.replace(problem, active_set=lambda fx: torch.zeros_like(fx))
+    too_large = np.full(4, 3.0)  # |1 − 3λ| > 1 on λ ≥ 0.68: the residual grows
+    gated = gated_chebyshev(steady, too_large, 0.75, x0, 40)
+    assert gated.restarts >= 1.0
+    # Each rejected period is undone (x restored to its start), so the curve never rises above the
+    # first checkpoint's error, while the periodic schedule blows up.
+    assert np.max(gated.curve) <= gated.curve[0] and gated.curve[-1] < 1e-2 * gated.curve[0]
+    assert error_curve(problem, too_large, x0, 40)[-1] > 1e3 * gated.curve[0]
+
+
+# --- Units (issue 22): run_psor_many shares instances, curves and depth prefixes ----------------------
+
+
+def _assert_same_result(got, expected, rtol=1e-10):
+    assert (got.status, got.reason) == (expected.status, expected.reason)
+    assert got.scalars.keys() == expected.scalars.keys() and got.series.keys() == expected.series.keys()
+    for key, value in expected.scalars.items():
+        assert (got.scalars[key] is None) == (value is None), key
+        if value is not None:
+            assert got.scalars[key] == pytest.approx(value, rel=rtol, abs=0.0), key
+    for key, values in expected.series.items():
+        np.testing.assert_allclose(got.series[key], values, rtol=rtol, atol=0.0, err_msg=key)
+    assert got.info == expected.info
+
+
+def test_run_psor_many_equals_one_run_per_point():
+    base = dict(fixed_point="jacobi", n=16, entry_std=0.1, iterations=10, steps_per_depth=4, batch_size=8)
+    specs = [PsorSpec(**base, T=T, omega=omega, seed=seed, train_depth=depth)
+             for T, seed in ((2, 0), (4, 0), (2, 1)) for omega, depth in
+             (("plain", None), ("chebyshev", None), ("learned", None), ("learned", 3), ("learned", 6))]
+    specs += [PsorSpec(fixed_point="ista", n=24, m=16, T=4, iterations=12, omega=omega) for omega in ("chebyshev", "constant")]
+    specs += [PsorSpec(**base, T=2, omega="learned", train_depth=5, omega_loss="mse", x0_around="random_rhs")]
+    specs += [PsorSpec(fixed_point="gram", n=8, T=2, iterations=6, omega="learned", train_depth=4, lr=0.1)]
+    together = run_psor_many(specs)
+    assert len(together) == len(specs)
+    for spec, got in zip(specs, together):
+        expected = run_psor(spec)
+        assert expected.status == "FINISHED", expected.reason
+        _assert_same_result(got, expected)
+        if spec.omega == "learned":  # the shared training's snapshot is the one-point training, bitwise
+            assert got.series["learned_omega"] == expected.series["learned_omega"]
+
+
+def test_run_psor_many_stops_one_point_and_fails_one_alone():
+    deep = PsorSpec(fixed_point="jacobi", n=16, T=2, iterations=6, omega="learned", train_depth=5, steps_per_depth=3)
+    shallow = deep.model_copy(update={"train_depth": 4})
+    calls = []
+
+    def stop_at_two(depth, loss):
+        calls.append(depth)
+        return depth == 2
+
+    # x* = 0 (empty support): every eigenvalue of I − J is 1, no Chebyshev interval.
+    bad = PsorSpec(fixed_point="ista", n=24, m=16, T=4, iterations=6, lam=1e5)
+    results = run_psor_many([deep, shallow, bad], [None, stop_at_two, None])
+    assert results[0].status == "FINISHED" and len(results[0].series["train_loss"]) == 5
+    assert results[1].status == "KILLED" and results[1].series["train_loss"] == results[0].series["train_loss"][:2]
+    assert calls == [1, 2]
+    assert results[1].series["learned_omega"] == run_psor(shallow, lambda d, loss: d == 2).series["learned_omega"]
+    assert results[2].status == "FAILED" and results[2].reason == run_psor(bad).reason
+
+
+# --- DU-Book's problems and start (issue 23, item 3) ---------------------------------------------------
+
+
+def test_du_book_problems_and_random_rhs_start_follow_the_notebooks():
+    # DU-PSOR.ipynb: A = GᵀG / norm(GᵀG) (Julia's norm of a matrix is Frobenius), f(x) = Ax + b.
+    spec = PsorSpec(fixed_point="gram", n=8, matrix_seed=3, x0_around="random_rhs", omega="learned", omega_loss="mse")
+    problem = build_psor_problem(spec)
+    G = np.random.default_rng(3).normal(size=(8, 8))
+    A = G.T @ G / np.linalg.norm(G.T @ G, "fro")
+    np.testing.assert_allclose(problem.eigenvalues, np.linalg.eigvalsh(np.eye(8) - A), rtol=1e-12)
+    assert 0 < problem.lambda_min and problem.lambda_max <= 1 + 1e-12
+    # x0 = 0 with a fresh b: the error x0 − x*(b) = −(I − A)⁻¹ b; for q = 0 here x* = 0.
+    b = np.random.default_rng(4).normal(size=(5, 8))
+    np.testing.assert_allclose(initial_points(problem, b, "random_rhs", 1.0), -np.linalg.solve(np.eye(8) - A, b.T).T,
+                               rtol=1e-10)
+    # DU-PSOR-Jacobi.ipynb: P = 0.15 I + MᵀM, M = 0.05·N(0, 1); x0 − x* = −P⁻¹q.
+    jacobi = build_psor_problem(PsorSpec(n=32, jacobi_shift=0.15, entry_std=0.05, matrix_seed=1))
+    M = np.random.default_rng(1).normal(0.0, 0.05, size=(32, 32))
+    P = 0.15 * np.eye(32) + M.T @ M
+    q = np.random.default_rng(5).normal(size=(3, 32))
+    np.testing.assert_allclose(initial_points(jacobi, q, "random_rhs", 1.0), -np.linalg.solve(P, q.T).T, rtol=1e-10)
+    with pytest.raises(ValueError, match="x0_around: got 'random_rhs' with fixed_point 'ista'"):
+        PsorSpec(fixed_point="ista", x0_around="random_rhs")
+
+
+def test_plan_units_keeps_a_depth_family_together():
+    from workers.units import plan_units
+
+    specs = [PsorSpec(n=16, T=2, omega="learned", train_depth=depth, seed=seed) for seed in (0, 1) for depth in (2, 5, 10)]
+    specs += [PsorSpec(n=16, T=2, omega=omega) for omega in ("plain", "constant", "chebyshev")]
+    units = plan_units(specs, slots=4)
+    assert sorted(i for unit in units for i in unit) == list(range(len(specs)))
+    home = {i: k for k, unit in enumerate(units) for i in unit}
+    assert home[0] == home[1] == home[2] and home[3] == home[4] == home[5]  # each seed's depths train once
+    assert home[6] == home[7] == home[8]  # the fixed schemes' curves from one set of starting points

@@ -30,6 +30,12 @@ class FixedPointProblem:
     x_star: Array
     eigenvalues: Array  # of B = I − J, real, ascending
     facts: dict[str, float] = field(default_factory=dict)
+    # Nonlinear maps: the active set of an output f(x) (ISTA: the signs of the prox output), which
+    # fixes the map's local affine piece; None for an affine map, whose linearisation holds everywhere.
+    active_set: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # Affine maps: the fixed point for a right-hand side r (rows of shape (batch, n)), x*(r); the
+    # error dynamics do not depend on r, which is how DU-Book's "x0 = 0, fresh rhs" start is drawn.
+    solve: Callable[[Array], Array] | None = None
 
     @property
     def n(self) -> int:
@@ -44,11 +50,12 @@ class FixedPointProblem:
         return float(self.eigenvalues[-1])
 
 
-def jacobi_matrix(n: int, matrix_seed: int, entry_std: float = 0.03) -> Array:
-    """P = MᵀM + I with M_ij ~ N(0, entry_std²), n×n (Jacobi.ipynb's diagonally dominant SPD matrix)."""
+def jacobi_matrix(n: int, matrix_seed: int, entry_std: float = 0.03, shift: float = 1.0) -> Array:
+    """P = MᵀM + shift·I with M_ij ~ N(0, entry_std²), n×n: Jacobi.ipynb's diagonally dominant SPD
+    matrix (shift 1, std 0.03); DU-PSOR-Jacobi.ipynb's is shift 0.15, std 0.05."""
     rng = np.random.default_rng(matrix_seed)
     M = rng.normal(0.0, entry_std, size=(n, n))
-    return M.T @ M + np.eye(n)
+    return M.T @ M + shift * np.eye(n)
 
 
 def jacobi_problem(P: Array, q: Array | None = None) -> FixedPointProblem:
@@ -71,9 +78,36 @@ def jacobi_problem(P: Array, q: Array | None = None) -> FixedPointProblem:
     def apply(x: torch.Tensor) -> torch.Tensor:
         return (rhs - x @ off_diagonal) * inverse_diagonal  # P symmetric: (Off x)ᵀ = xᵀ Off
 
+    def solve(rhs: Array) -> Array:
+        return np.linalg.solve(P, np.asarray(rhs).T).T
+
     # ‖P_T(B)‖₂ ≤ sqrt(d_max/d_min) ρ(P_T(B)): the Euclidean norm is D^{1/2}-similar to the symmetric case.
     norm_equivalence = float(np.sqrt(diagonal.max() / diagonal.min()))
-    return FixedPointProblem("jacobi", apply, x_star, eigenvalues, {"norm_equivalence": norm_equivalence})
+    return FixedPointProblem("jacobi", apply, x_star, eigenvalues, {"norm_equivalence": norm_equivalence},
+                             solve=solve)
+
+
+def gram_problem(n: int, matrix_seed: int, b: Array | None = None) -> FixedPointProblem:
+    """DU-PSOR.ipynb's affine map f(x) = Ax + b with A = GᵀG/‖GᵀG‖_F, G_ij ~ N(0, 1), n×n.
+
+    A is symmetric PSD with ‖A‖₂ ≤ ‖A‖_F = 1 (Julia's norm(A) of a matrix is Frobenius), so the
+    eigenvalues of B = I − A lie in [1 − λ_max(A), 1]. b = None means b = 0, x* = 0.
+    """
+    G = np.random.default_rng(matrix_seed).normal(size=(n, n))
+    A = G.T @ G
+    A = A / np.linalg.norm(A)
+    B = np.eye(n) - A
+    b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
+    x_star = np.linalg.solve(B, b) if np.any(b) else np.zeros(n)
+    A_t, b_t = torch.from_numpy(A), torch.from_numpy(b)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        return x @ A_t + b_t  # A symmetric
+
+    def solve(rhs: Array) -> Array:
+        return np.linalg.solve(B, np.asarray(rhs).T).T
+
+    return FixedPointProblem("gram", apply, x_star, np.linalg.eigvalsh(B), solve=solve)
 
 
 def soft_threshold(u: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -178,12 +212,13 @@ def ista_problem(instance: LassoInstance, beta: float | None = None) -> FixedPoi
     def apply(x: torch.Tensor) -> torch.Tensor:
         return soft_threshold(x + beta * (correlation_t - x @ gram_t), threshold)
 
-    return FixedPointProblem("ista", apply, x_star, eigenvalues, facts)
+    return FixedPointProblem("ista", apply, x_star, eigenvalues, facts, active_set=torch.sign)
 
 
 __all__ = [
     "FixedPointProblem",
     "LassoInstance",
+    "gram_problem",
     "ista_problem",
     "jacobi_matrix",
     "jacobi_problem",

@@ -108,17 +108,23 @@ class PsorSpec(_Spec):
     """Periodical successive over-relaxation on a fixed-point problem (domain.md §5)."""
 
     problem: Literal["psor"] = "psor"
-    fixed_point: Literal["jacobi", "ista"] = "jacobi"
+    fixed_point: Literal["jacobi", "ista", "gram"] = Field(
+        "jacobi", description="jacobi (Jacobi.ipynb), ista (LASSO) or gram: f(x) = Ax + b, A = GᵀG/‖GᵀG‖_F (DU-PSOR.ipynb)")
     n: int = Field(512, ge=2, le=20000)
     T: int = Field(8, ge=1, le=1000)
     iterations: int = Field(25, ge=1, le=100000)
-    omega: Literal["plain", "constant", "chebyshev", "learned"] = "chebyshev"
+    omega: Literal["plain", "constant", "chebyshev", "chebyshev_local", "learned"] = Field(
+        "chebyshev", description="chebyshev: Chebyshev ω once the active set has settled (nonlinear maps; "
+                                 "the periodic schedule on linear ones); chebyshev_local: the periodic schedule from k = 0")
     matrix_seed: int = Field(0, ge=0, le=MAX_MATRIX_SEED, description="instance seed (numpy default_rng)")
     eval_samples: int = Field(8, ge=1, le=100000, description="x0 samples averaged in error curves")
-    x0_around: Literal["origin", "fixed_point"] = Field("origin", description="x0 = (0 or x*) + x0_scale·N(0, I)")
+    x0_around: Literal["origin", "fixed_point", "random_rhs"] = Field(
+        "origin", description="x0 = (0 or x*) + x0_scale·N(0, I); random_rhs (linear maps, DU-Book): x0 = 0 "
+                              "with a fresh rhs x0_scale·N(0, I) per sample, i.e. x0 − x* = −x*(rhs)")
     x0_scale: float = Field(1.0, gt=0.0, le=1e6, description="small with x0_around=fixed_point: the local regime")
-    # Jacobi (domain.md §5.4): P = MᵀM + I, M_ij ~ N(0, entry_std²).
+    # Jacobi (domain.md §5.4): P = MᵀM + jacobi_shift·I, M_ij ~ N(0, entry_std²).
     entry_std: float = Field(0.03, gt=0.0, le=10.0)
+    jacobi_shift: float = Field(1.0, gt=0.0, le=1e6, description="1 (Jacobi.ipynb) or 0.15 (DU-PSOR-Jacobi.ipynb)")
     rhs: Literal["zero", "gaussian"] = Field("zero", description="q = 0 (x* = 0, the notebook) or q ~ N(0, I)")
     # ISTA on LASSO (domain.md §5.3): y = H̃x + noise, x planted sparse, H̃_ij ~ N(0, 1/m).
     m: int | None = Field(None, ge=2, le=100000, description="ISTA measurements; n // 2 when absent")
@@ -130,20 +136,35 @@ class PsorSpec(_Spec):
     lr: float = Field(0.01, gt=0.0, le=1e3)
     batch_size: int = Field(50, ge=1, le=100000)
     steps_per_depth: int = Field(40, ge=1, le=1_000_000)
-    train_depth: int | None = Field(None, ge=1, le=100000, description="deepest trained network; T when absent")
+    train_depth: int | None = Field(None, ge=1, le=100000, description="deepest trained network; T when absent, "
+                                                                        "beyond T the periodic ω is unrolled further (DU-Book: 10 or 20)")
     omega_init: float = Field(1.0, gt=0.0, le=100.0)
+    omega_loss: Literal["relative", "mse"] = Field(
+        "relative", description="mean ‖x_d − x*‖²/‖x_0 − x*‖² (scale-free) or mean ‖x_d − x*‖² (DU-Book)")
+
+    @model_validator(mode="after")
+    def _random_rhs_needs_a_linear_map(self) -> "PsorSpec":
+        if self.x0_around == "random_rhs" and self.fixed_point == "ista":
+            raise ValueError("x0_around: got 'random_rhs' with fixed_point 'ista', expected jacobi or gram (a linear map)")
+        return self
 
     @classmethod
     def inactive(cls, params: Mapping[str, Any]) -> set[str]:
-        unused = set(ISTA_FIELDS if params.get("fixed_point") == "jacobi" else JACOBI_FIELDS)
+        fixed_point = params.get("fixed_point")
+        if fixed_point == "jacobi":
+            unused = set(ISTA_FIELDS)
+        elif fixed_point == "gram":
+            unused = set(ISTA_FIELDS) | {"entry_std", "jacobi_shift"}
+        else:
+            unused = set(JACOBI_FIELDS)
         if params.get("omega") != "learned":
             unused |= set(LEARNED_OMEGA_FIELDS)
         return unused
 
 
-JACOBI_FIELDS = ("entry_std", "rhs")
+JACOBI_FIELDS = ("entry_std", "jacobi_shift", "rhs")
 ISTA_FIELDS = ("m", "sparsity", "lam", "beta", "noise_std")
-LEARNED_OMEGA_FIELDS = ("lr", "batch_size", "steps_per_depth", "train_depth", "omega_init")
+LEARNED_OMEGA_FIELDS = ("lr", "batch_size", "steps_per_depth", "train_depth", "omega_init", "omega_loss")
 
 
 class ProbeSpec(_Spec):
