@@ -12,6 +12,7 @@ Sections: dugd-kappa, chgd, psor-jacobi, psor-ista, du-psor, unrolling, descendi
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -27,6 +28,7 @@ from study.plots import log_axis, new_figure, to_png  # noqa: E402
 from workers import chebyshev as cheb  # noqa: E402
 from workers import metrics  # noqa: E402
 from workers.chgd import chgd_polynomials, chgd_problem  # noqa: E402
+from workers.dugd_run import compare as compare_schedule  # noqa: E402
 from workers.descending import evaluate_steps, train_descending  # noqa: E402
 from workers.fixed_point import jacobi_problem  # noqa: E402
 from workers.psor import error_curve, scheme_omegas  # noqa: E402
@@ -56,6 +58,113 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+# ---------------------------------------------------------------- DUGD: the paper's table and the notebook
+
+NOTEBOOK_DUGD = REPO / "benchmarks" / "data" / "DUGD_LMS_example.json"  # its printout, transcribed
+
+
+def notebook_dugd() -> dict:
+    """DUGD_LMS_example.ipynb's printed learned γ_t (T = 25) and MSE curves (DUGD, GD), t = 0..25."""
+    return json.loads(NOTEBOOK_DUGD.read_text())
+
+
+def _mean_std(values: list[float]) -> str:
+    """mean ± std (ddof 1, as `study results`), to the std's second significant digit."""
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    decimals = max(0, 1 - int(math.floor(math.log10(std)))) if std > 0 else 3
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def paper_dugd() -> None:
+    """configs/paper-dugd.yaml in-process (no Ray/MLflow): the §1 / README table, then T = 25 beside
+    the notebook's printed steps and MSE curve, with the distance of every seed to it and between seeds."""
+    from study.spec import load_sweep
+
+    sweep = load_sweep((REPO / "configs" / "paper-dugd.yaml").read_text())
+    by_T: dict[int, list] = {}
+    started = time.perf_counter()
+    for point in sweep.expand():
+        by_T.setdefault(point.params["T"], []).append(run(point.params))
+    print(f"configs/paper-dugd.yaml: {sum(map(len, by_T.values()))} runs in {time.perf_counter() - started:.0f} s")
+    names = ("root_error", "step_error", "rho_ratio", "mse_ratio")
+    table(["T", *names], [[T, *(_mean_std([r.scalars[k] for r in results]) for k in names)]
+                          for T, results in sorted(by_T.items())])
+
+    printed = notebook_dugd()
+    theirs = np.asarray(printed["learned_gamma"])
+    ours = {r.params["seed"]: np.asarray(r.series["learned_steps"]) for r in by_T[25]}
+    problem = build_problem(DugdSpec(**{k: v for k, v in sweep.fixed.items() if k != "problem"}, T=25))
+    own, _ = compare_schedule(problem, theirs, 25)
+    print("The notebook's printed steps, evaluated exactly by our metrics on the rebuilt matrix:")
+    table(["schedule", "root_error", "step_error", "ρ / ρ_Cheb", "MSE / MSE_Cheb", "MSE_25"],
+          [["notebook (printed γ)", own["root_error"], own["step_error"], own["rho_ratio"], own["mse_ratio"], own["mse"]]]
+          + [[f"ours, seed {seed}", r.scalars["root_error"], r.scalars["step_error"], r.scalars["rho_ratio"],
+              r.scalars["mse_ratio"], r.scalars["mse"]] for seed, r in zip(ours, by_T[25])])
+    chebyshev = cheb.chebyshev_steps(problem.lambda_min, problem.lambda_max, 25)
+    rows = []
+    for t in range(25):
+        rows.append([t + 1, f"{theirs[t]:.4f}", *(f"{ours[s][t]:.4f}" for s in ours),
+                     f"{np.sort(theirs)[::-1][t]:.4f}", *(f"{np.sort(ours[s])[::-1][t]:.4f}" for s in ours),
+                     f"{np.sort(chebyshev)[::-1][t]:.4f}"])
+    print("T = 25 learned steps: layer order (t), then sorted descending (rank t)")
+    table(["t", "notebook", *(f"seed {s}" for s in ours), "notebook sorted", *(f"seed {s} sorted" for s in ours),
+           "Chebyshev sorted"], rows)
+    distances = []
+    for label, a, b in ([(f"seed {s} vs notebook", ours[s], theirs) for s in ours]
+                        + [(f"seed {s} vs seed {u}", ours[s], ours[u]) for s in ours for u in ours if s < u]):
+        distances.append([label, float(metrics.layer_relative_differences(a, b).max()), metrics.layer_distance(a, b),
+                          float(metrics.layer_relative_differences(np.sort(a), np.sort(b)).max()),
+                          metrics.step_error(a, b)])
+    print("Distances: max_t |γ_t − γ_ref,t|/γ_ref,t and ‖γ − γ_ref‖/‖γ_ref‖, in layer order and sorted")
+    table(["pair", "max per layer", "relative L2", "max per rank (sorted)", "relative L2 (sorted)"], distances)
+
+    curve = metrics.mse_curve(theirs, problem.eigenvalues)
+    gd = metrics.mse_curve(np.full(25, cheb.optimal_constant_step(problem.lambda_min, problem.lambda_max)),
+                           problem.eigenvalues)
+    rows = [[t, printed["mse_dugd"][t], curve[t], *(by_T[25][i].series["mse_curve"][t] for i in range(len(ours))),
+             printed["mse_gd"][t], gd[t]] for t in (0, 1, 2, 5, 10, 11, 15, 20, 22, 24, 25)]
+    print("MSE_t: the notebook's printout (10,000 samples) beside the exact curves")
+    table(["t", "notebook DUGD (printed)", "notebook γ, exact", *(f"ours seed {s}, exact" for s in ours),
+           "notebook GD (printed)", "GD, exact"], rows)
+
+    figure = new_figure(12.0, 3.8)
+    axes = figure.add_subplot(1, 3, 1)
+    layers = np.arange(1, 26)
+    for seed, steps in ours.items():
+        axes.plot(layers, steps, "o-", markersize=3, linewidth=0.8, alpha=0.8, label=f"ours, seed {seed}")
+    axes.plot(layers, theirs, "kx", markersize=6, label="notebook (printed)")
+    axes.set_xlabel("layer t")
+    axes.set_ylabel("γ_t")
+    axes.set_title("learned steps, layer order (T = 25)")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    axes = figure.add_subplot(1, 3, 2)
+    for seed, steps in ours.items():
+        axes.plot(layers, np.sort(steps)[::-1], "o-", markersize=3, linewidth=0.8, alpha=0.8, label=f"ours, seed {seed}")
+    axes.plot(layers, np.sort(theirs)[::-1], "kx", markersize=6, label="notebook (printed)")
+    axes.plot(layers, np.sort(chebyshev)[::-1], "k--", linewidth=1, label="Chebyshev, T = 25")
+    log_axis(axes)
+    axes.set_xlabel("rank")
+    axes.set_title("sorted descending")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    axes = figure.add_subplot(1, 3, 3)
+    t = np.arange(26)
+    for i, seed in enumerate(ours):
+        axes.plot(t, by_T[25][i].series["mse_curve"], linewidth=0.9, alpha=0.8, label=f"ours, seed {seed}")
+    axes.plot(t, curve, "k-", linewidth=1.4, label="notebook γ, exact")
+    axes.plot(t, printed["mse_dugd"], "kx", markersize=5, label="notebook DUGD (printed)")
+    axes.plot(t, gd, "k:", linewidth=1, label="GD 2/(λmin+λmax), exact")
+    axes.plot(t, printed["mse_gd"], "k+", markersize=5, label="notebook GD (printed)")
+    log_axis(axes)
+    axes.set_xlabel("iteration t")
+    axes.set_ylabel("MSE ‖x_t − x‖²/n")
+    axes.set_title("MSE curve")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=6)
+    save(figure, "paper-dugd-notebook.png")
 
 
 # ---------------------------------------------------------------- DUGD: default init over a κ grid
@@ -388,7 +497,7 @@ def descending() -> None:
 
 
 SECTIONS: dict[str, Callable[[], None]] = {
-    "dugd-kappa": dugd_kappa, "chgd": chgd, "psor-jacobi": psor_jacobi, "psor-ista": psor_ista,
+    "paper-dugd": paper_dugd, "dugd-kappa": dugd_kappa, "chgd": chgd, "psor-jacobi": psor_jacobi, "psor-ista": psor_ista,
     "du-psor": du_psor, "unrolling": unrolling, "descending": descending,
 }
 

@@ -146,6 +146,30 @@ ISTA_FIELDS = ("m", "sparsity", "lam", "beta", "noise_std")
 LEARNED_OMEGA_FIELDS = ("lr", "batch_size", "steps_per_depth", "train_depth", "omega_init")
 
 
+UNROLLING_STEPS = ("1/L", "2/(mu+L)", "1.5/L", "1.9/L", "chebyshev")
+
+
+class UnrollingSpec(_MatrixProblem):
+    """The curse of unrolling (Scieur et al., domain.md §6): how the Jacobian error of GD with a constant
+    step h, or of the Chebyshev method, evolves with the iteration count on A = H̃ᵀH̃ (ridge θ at 0)."""
+
+    problem: Literal["unrolling"] = "unrolling"
+    m: int | None = Field(None, ge=2, le=100000,
+                          description="measurements; without m and kappa, 3n/2 (CHGD_MSE.ipynb's 300x450, κ = 88)")
+    matrix_seed: int = Field(32, ge=0, le=MAX_MATRIX_SEED)
+    step: float | Literal["1/L", "2/(mu+L)", "1.5/L", "1.9/L", "chebyshev"] = Field(
+        "2/(mu+L)", description="GD's constant step h (a number is h·L, in (0, 2)), or chebyshev: the degree-t "
+                                "minimax polynomial at every t")
+    iterations: int = Field(400, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _step_converges(self) -> "UnrollingSpec":
+        if isinstance(self.step, float) and not 0.0 < self.step < 2.0:
+            raise ValueError(f"step: got {self.step}, expected h·L in (0, 2) (GD diverges from h = 2/L on) "
+                             f"or one of {', '.join(UNROLLING_STEPS)}")
+        return self
+
+
 class ProbeSpec(_Spec):
     """A diagnostic run of known cost and outcome: for benchmarks and fault-injection tests."""
 
@@ -155,11 +179,12 @@ class ProbeSpec(_Spec):
     x: float = Field(0.0, description="a free number reported back as `value` (for search tests)")
 
 
-RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, ProbeSpec], Field(discriminator="problem")]
+RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, UnrollingSpec, ProbeSpec], Field(discriminator="problem")]
 SPEC_CLASSES: dict[str, type[_Spec]] = {
     "dugd": DugdSpec,
     "chgd": ChgdSpec,
     "psor": PsorSpec,
+    "unrolling": UnrollingSpec,
     "probe": ProbeSpec,
 }
 
