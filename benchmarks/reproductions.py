@@ -6,7 +6,8 @@ Figures go to docs/reproductions/<section>-*.png; the tables are printed as Mark
 
     .venv/bin/python benchmarks/reproductions.py                  # every section (a few minutes)
     .venv/bin/python benchmarks/reproductions.py chgd unrolling   # some of them
-Sections: dugd-kappa, chgd, psor-jacobi, psor-ista, du-psor, unrolling, descending.
+Sections: paper-dugd, dugd-kappa, chgd, psor-jacobi, psor-ista, du-psor, unrolling, unrolling-envelope,
+theory, descending.
 """
 
 from __future__ import annotations
@@ -165,6 +166,11 @@ def paper_dugd() -> None:
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=6)
     save(figure, "paper-dugd-notebook.png")
+    from study.plots import run_figures  # the README's T = 25 figures: seed 0's run, as `study run-one` draws them
+
+    for name, png in run_figures(by_T[25][0].to_dict()).items():
+        (REPO / "docs" / f"paper-dugd-T25-{name}").write_bytes(png)
+        print(f"wrote docs/paper-dugd-T25-{name}")
 
 
 # ---------------------------------------------------------------- DUGD: default init over a κ grid
@@ -405,7 +411,8 @@ def unrolling_curves(eigenvalues: np.ndarray, iterations: int) -> dict[str, dict
     return out
 
 
-def unrolling() -> None:
+def unrolling_envelope() -> None:
+    """The derivative term ‖P_t'(A)x*‖ against its closed-form envelope (§5, second part)."""
     problem = chgd_problem(ChgdSpec(n=300, m=450, matrix_seed=32))  # κ = 88: burn-in long enough to see
     lam, iterations = problem.eigenvalues, 150
     low, high = problem.lambda_min, problem.lambda_max
@@ -449,7 +456,145 @@ def unrolling() -> None:
     axes.set_title("Jacobian error (solid) vs iterate error (dashed)")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7)
+    save(figure, "unrolling-envelope.png")
+
+
+UNROLLING_STEPS = ("1/L", "1.5/L", "1.9/L", "2/(mu+L)", "chebyshev")
+
+
+def unrolling() -> None:
+    """The abstract's trade-off, headline first: configs/curse-of-unrolling.yaml's runs (the `unrolling`
+    problem), J_t/J_0 worst case over x*, burn-in against the asymptotic rate."""
+    from study.spec import load_sweep
+
+    sweep = load_sweep((REPO / "configs" / "curse-of-unrolling.yaml").read_text())
+    results = {(p.params["step"], p.params["kappa"]): run(p.params) for p in sweep.expand()}
+    for kappa in dict.fromkeys(k for _, k in results):
+        first = results[(UNROLLING_STEPS[0], kappa)].scalars
+        K = len(results[(UNROLLING_STEPS[0], kappa)].series["jacobian_ratio"]) - 1
+        print(f"unrolling, n = 300, kappa = {first['kappa_realized']:.1f} (λ in [{first['lambda_min']:.4g}, "
+              f"{first['lambda_max']:.4g}]), {K} iterations; J_t/J_0 = max over x* (worst mode)")
+        rows = []
+        for step in UNROLLING_STEPS:
+            s = results[(step, kappa)].scalars
+            rows.append([step, s.get("step_times_lambda_max", "—"), f"{s['rate']:.5f}", int(s["burn_in_length"]),
+                         s["jacobian_peak_ratio"], int(s["jacobian_peak_index"]), f"{s['jacobian_rate']:.5f}",
+                         s["jacobian_ratio_final"], s["jacobian_peak_ratio_rms"], int(s["burn_in_length_rms"]),
+                         s["iterate_ratio_final"]])
+        table(["step", "h·L", "asymptotic rate max|1−hλ|", "burn-in: last t with J_t > J_0", "peak J_t/J_0",
+               "at t", "measured tail rate of J_t", f"J_{K}/J_0", "peak, isotropic x*", "burn-in, isotropic x*",
+               f"max|P_{K}|"], rows)
+
+    # the trade-off over a fine grid of h·L on the κ = 88 matrix
+    grid = np.round(np.arange(1.0, 1.981, 0.02), 3)
+    fine = [run(dict(problem="unrolling", n=300, step=float(x), iterations=1000)).scalars for x in grid]
+    figure = new_figure(10.4, 3.9)
+    axes = figure.add_subplot(1, 2, 1)
+    for step in UNROLLING_STEPS:
+        curve = results[(step, None)].series["jacobian_ratio"]
+        axes.plot(curve, linewidth=1.2, label=f"{'GD h = ' + step if step != 'chebyshev' else 'Chebyshev'}")
+    axes.axhline(1.0, color="k", linewidth=0.6, linestyle=":")
+    log_axis(axes)
+    axes.set_ylim(bottom=1e-4)
+    axes.set_xlabel("iteration t")
+    axes.set_ylabel("J_t / J_0 (worst case over x*)")
+    axes.set_title("the Jacobian error rises before it falls", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    axes = figure.add_subplot(1, 2, 2)
+    axes.plot(grid, [s["burn_in_length"] for s in fine], "o-", markersize=3, color="C3", label="burn-in length")
+    axes.set_xlabel("h·L")
+    axes.set_ylabel("burn-in: last t with J_t > J_0", color="C3")
+    axes.grid(True, alpha=0.3)
+    twin = axes.twinx()
+    twin.plot(grid, [s["rate"] for s in fine], "s-", markersize=3, color="C0", label="asymptotic rate")
+    twin.set_ylabel("asymptotic rate max|1 − hλ|", color="C0")
+    axes.set_title(f"κ = {fine[0]['kappa_realized']:.1f}: longer burn-in, faster rate", fontsize=9)
     save(figure, "unrolling.png")
+
+
+# ---------------------------------------------------------------- Takabe & Wadayama's theory
+
+THEORY_FULL = dict(problem="dugd", n=300, m=600, matrix_seed=12, T=16, training="full", init="random",
+                   batch_size=10000, seed=0)
+
+
+def theory() -> None:
+    """(1) ρ(W) falls with the loss during training (full training at T = 16, and the paper's incremental
+    protocol at T = 25); (2) the Chebyshev rate against T, with q and GD's rate."""
+    full = run(THEORY_FULL)
+    paper = run({**_config_fixed("paper-dugd.yaml"), "T": 25, "seed": 0})
+    problem = build_problem(DugdSpec(n=300, m=600, matrix_seed=12))
+    lam, n = problem.eigenvalues, problem.n
+    kappa = problem.kappa_realized
+    q, gd = cheb.q_factor(kappa), cheb.constant_step_rate(kappa)
+    rho_full, loss_full = np.asarray(full.series["rho_by_generation"]), np.asarray(full.series["expected_loss"])
+    init = np.random.default_rng([0, 1]).uniform(0.5, 1.5, 16) / float(np.mean(lam))  # workers.dugd.initial_gamma
+    rho_init, loss_init = metrics.rho(init, lam), float(metrics.mse_curve(init, lam)[-1])
+    rho_cheb16 = metrics.rho(cheb.chebyshev_steps(problem.lambda_min, problem.lambda_max, 16), lam)
+    print(f"full training, T = 16, init random, the paper's lr/batches/batch (seed 0): ρ(W) and the loss per generation; "
+          f"ρ of the Chebyshev steps {rho_cheb16:.4g}")
+    table(["generation", "ρ(W_16)", "loss (1/n)Σ P²", "√loss ≤ ρ", "ρ ≤ √(n·loss)"],
+          [[0, rho_init, loss_init, "yes" if math.sqrt(loss_init) <= rho_init else "NO",
+            "yes" if rho_init <= math.sqrt(n * loss_init) else "NO"]]
+          + [[g + 1, rho_full[g], loss_full[g], "yes" if math.sqrt(loss_full[g]) <= rho_full[g] else "NO",
+              "yes" if rho_full[g] <= math.sqrt(n * loss_full[g]) else "NO"] for g in (0, 1, 3, 7, 11, 15)])
+    rho_paper = np.asarray(paper.series["rho_by_generation"])
+    depth = np.arange(1, 26)
+    bound = np.array([cheb.chebyshev_bound(kappa, int(g)) for g in depth])
+    print("the paper's protocol (incremental, T = 25, seed 0): ρ of the trained prefix at depth g")
+    table(["g", "ρ (trained, depth g)", "Chebyshev 2q^g/(1+q^2g)", "GD ((κ−1)/(κ+1))^g"],
+          [[g, rho_paper[g - 1], bound[g - 1], gd**g] for g in (1, 2, 4, 8, 12, 16, 20, 25)])
+
+    Ts = np.arange(1, 65)
+    closed = np.array([cheb.chebyshev_rate(kappa, int(T)) for T in Ts])
+    measured = np.array([metrics.rate(metrics.rho(cheb.chebyshev_steps(problem.lambda_min, problem.lambda_max, int(T)), lam), int(T))
+                         for T in Ts])
+    print(f"Chebyshev rate against T on the paper's matrix (κ = {kappa:.2f}): q = {q:.5f}, GD (κ−1)/(κ+1) = {gd:.5f}")
+    table(["T", "ρ(W_T)^{1/T}, exact spectrum", "closed form q(2/(1+q^2T))^{1/T}", "rate / q − 1", "GD rate"],
+          [[int(T), f"{measured[T - 1]:.5f}", f"{closed[T - 1]:.5f}", f"{closed[T - 1] / q - 1:.4f}", f"{gd:.5f}"]
+           for T in (1, 2, 4, 8, 16, 25, 32, 64)])
+
+    figure = new_figure(12.0, 3.8)
+    axes = figure.add_subplot(1, 3, 1)
+    gens = np.arange(0, 17)
+    axes.plot(gens, [rho_init, *rho_full], "o-", markersize=3, label="ρ(W_16)")
+    axes.plot(gens, np.sqrt(n * np.array([loss_init, *loss_full])), "--", label="√(n·loss) (upper)")
+    axes.plot(gens, np.sqrt([loss_init, *loss_full]), ":", label="√loss (lower)")
+    axes.axhline(rho_cheb16, color="k", linewidth=0.8, label="ρ of Chebyshev steps")
+    log_axis(axes)
+    axes.set_xlabel("generation (500 Adam steps each)")
+    axes.set_title("full training, T = 16: ρ falls with the loss", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    axes = figure.add_subplot(1, 3, 2)
+    axes.plot(depth, rho_paper, "o-", markersize=3, label="ρ, trained prefix (paper protocol)")
+    axes.plot(depth, bound, "k--", linewidth=1, label="Chebyshev 2q^g/(1+q^{2g})")
+    axes.plot(depth, gd**depth, "k:", linewidth=1, label="GD ((κ−1)/(κ+1))^g")
+    log_axis(axes)
+    axes.set_xlabel("generation g = depth")
+    axes.set_title("incremental training, T = 25", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    axes = figure.add_subplot(1, 3, 3)
+    axes.plot(Ts, measured, "o", markersize=3, label="Chebyshev, ρ(W_T)^{1/T} on the spectrum")
+    axes.plot(Ts, closed, "-", linewidth=1, label="Chebyshev bound q(2/(1+q^{2T}))^{1/T}")
+    axes.axhline(q, color="k", linestyle="--", linewidth=1, label="lower bound q = (√κ−1)/(√κ+1)")
+    axes.axhline(gd, color="k", linestyle=":", linewidth=1, label="GD (κ−1)/(κ+1)")
+    axes.set_xscale("log")
+    axes.set_xlabel("T")
+    axes.set_ylabel("per-step rate")
+    axes.set_title(f"rate against T, κ = {kappa:.1f}", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    save(figure, "theory.png")
+
+
+def _config_fixed(name: str) -> dict:
+    """A committed sweep file's fixed parameters (scalars), as a run's parameters."""
+    from study.spec import load_sweep
+
+    return dict(load_sweep((REPO / "configs" / name).read_text()).fixed)
 
 
 # ---------------------------------------------------------------- descending constraints
@@ -498,7 +643,8 @@ def descending() -> None:
 
 SECTIONS: dict[str, Callable[[], None]] = {
     "paper-dugd": paper_dugd, "dugd-kappa": dugd_kappa, "chgd": chgd, "psor-jacobi": psor_jacobi, "psor-ista": psor_ista,
-    "du-psor": du_psor, "unrolling": unrolling, "descending": descending,
+    "du-psor": du_psor, "unrolling": unrolling, "unrolling-envelope": unrolling_envelope, "theory": theory,
+    "descending": descending,
 }
 
 
