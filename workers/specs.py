@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # numpy's RandomState (the authors' Gaussian matrix, the Haar rotation) takes seeds below 2**32.
 MAX_MATRIX_SEED = 2**32 - 1
@@ -162,12 +162,12 @@ class UnrollingSpec(_MatrixProblem):
                                 "minimax polynomial at every t")
     iterations: int = Field(400, ge=1, le=5000)
 
-    @model_validator(mode="after")
-    def _step_converges(self) -> "UnrollingSpec":
-        if isinstance(self.step, float) and not 0.0 < self.step < 2.0:
-            raise ValueError(f"step: got {self.step}, expected h·L in (0, 2) (GD diverges from h = 2/L on) "
-                             f"or one of {', '.join(UNROLLING_STEPS)}")
-        return self
+    @field_validator("step")
+    @classmethod
+    def _step_converges(cls, step: float | str) -> float | str:
+        if isinstance(step, float) and not 0.0 < step < 2.0:
+            raise ValueError(f"h·L in (0, 2) (GD diverges from h = 2/L on) or one of {', '.join(UNROLLING_STEPS)}")
+        return step
 
 
 class ProbeSpec(_Spec):
