@@ -6,7 +6,8 @@ Figures go to docs/reproductions/<section>-*.png; the tables are printed as Mark
 
     .venv/bin/python benchmarks/reproductions.py                  # every section (a few minutes)
     .venv/bin/python benchmarks/reproductions.py chgd unrolling   # some of them
-Sections: dugd-kappa, chgd, psor-jacobi, psor-ista, du-psor, unrolling, descending.
+Sections: paper-dugd, dugd-kappa, chgd, psor-jacobi, psor-ista, du-psor, unrolling, unrolling-envelope,
+theory, descending.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from study.plots import log_axis, new_figure, to_png  # noqa: E402
+from repro_common import save, table  # noqa: E402 - the helpers every section module shares
+from study.plots import log_axis, new_figure  # noqa: E402
 from workers import chebyshev as cheb  # noqa: E402
 from workers import metrics  # noqa: E402
 from workers.chgd import chgd_polynomials, chgd_problem  # noqa: E402
@@ -34,29 +36,8 @@ from workers.psor import error_curve, initial_points, relax, scheme_omegas  # no
 from workers.run import run  # noqa: E402
 from workers.specs import ChgdSpec, DugdSpec, PsorSpec  # noqa: E402
 from workers.spectra import build_problem  # noqa: E402
-from workers.unrolling import jacobian_errors, max_abs_derivative, polynomials_and_derivatives  # noqa: E402
-
-OUT = REPO / "docs" / "reproductions"
-
-
-def save(figure, name: str) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / name).write_bytes(to_png(figure))
-    print(f"wrote docs/reproductions/{name}")
-
-
-def table(header: list[str], rows: list[list[object]]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(_cell(value) for value in row) + " |")
-    print()
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+from repro_dugd import paper_dugd, theory  # noqa: E402
+from repro_unrolling import unrolling, unrolling_envelope  # noqa: E402
 
 
 # ---------------------------------------------------------------- DUGD: default init over a κ grid
@@ -378,86 +359,6 @@ def du_psor_gram() -> None:
            "ρ learned", "ρ Chebyshev", "loss after depth 10"], rows)
 
 
-# ---------------------------------------------------------------- curse of unrolling
-
-def unrolling_curves(eigenvalues: np.ndarray, iterations: int) -> dict[str, dict[str, np.ndarray]]:
-    """For GD (2/(μ+L) and 1/L) and the Chebyshev method (degree-t minimax steps for each t):
-    iterate error ‖P_t(A)x*‖, Jacobian error J_t, derivative term ‖P_t'(A)x*‖ (RMS over x* ~ N(0, I))
-    and the predicted envelope of the derivative term, max_[μ,L] |P_t'| · √n."""
-    lam = np.asarray(eigenvalues)
-    low, high, n = float(lam.min()), float(lam.max()), lam.size
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for name, h in (("gd", cheb.optimal_constant_step(low, high)), ("gd_small", 1.0 / high)):
-        values, derivatives = polynomials_and_derivatives(np.full(iterations, h), lam)
-        rho = max(abs(1 - h * low), abs(1 - h * high))
-        t = np.arange(iterations + 1)
-        out[name] = {
-            "iterate": np.linalg.norm(values, axis=1),
-            "jacobian": jacobian_errors(np.full(iterations, h), lam),
-            "derivative": np.linalg.norm(derivatives, axis=1),
-            "predicted": t * h * rho ** np.maximum(t - 1, 0) * math.sqrt(n),  # max |P_t'| = t h ρ^{t−1}
-        }
-    chebyshev = {key: np.zeros(iterations + 1) for key in ("iterate", "jacobian", "derivative", "predicted")}
-    chebyshev["iterate"][0], chebyshev["jacobian"][0] = math.sqrt(n), float(np.linalg.norm(1 / lam))
-    kappa = high / low
-    for t in range(1, iterations + 1):
-        steps = cheb.chebyshev_steps(low, high, t)
-        values, derivatives = polynomials_and_derivatives(steps, lam)
-        chebyshev["iterate"][t] = np.linalg.norm(values[-1])
-        chebyshev["jacobian"][t] = jacobian_errors(steps, lam)[-1]
-        chebyshev["derivative"][t] = np.linalg.norm(derivatives[-1])
-        chebyshev["predicted"][t] = 2 * t**2 / (high - low) * cheb.chebyshev_bound(kappa, t) * math.sqrt(n)
-    out["chebyshev"] = chebyshev
-    return out
-
-
-def unrolling() -> None:
-    problem = chgd_problem(ChgdSpec(n=300, m=450, matrix_seed=32))  # κ = 88: burn-in long enough to see
-    lam, iterations = problem.eigenvalues, 150
-    low, high = problem.lambda_min, problem.lambda_max
-    kappa = high / low
-    curves = unrolling_curves(lam, iterations)
-    rho_gd = cheb.constant_step_rate(kappa)
-    q = cheb.q_factor(kappa)
-    rows = []
-    for name, predicted_peak in (("gd", 1 / math.log(1 / rho_gd)), ("gd_small", 1 / math.log(1 / (1 - low / high))),
-                                 ("chebyshev", 2 / math.log(1 / q))):
-        c = curves[name]
-        rows.append([name, int(np.argmax(c["derivative"])), int(np.argmax(c["predicted"])), predicted_peak,
-                     float(c["derivative"].max()), bool(np.all(c["derivative"] <= c["predicted"] * (1 + 1e-12))),
-                     c["jacobian"][iterations] / c["jacobian"][0], c["iterate"][iterations] / c["iterate"][0]])
-    print(f"Curse of unrolling on the CHGD matrix (κ = {kappa:.1f}), ridge derivative, x* ~ N(0, I) RMS")
-    table(["method", "peak t of ‖P_t'(A)x*‖", "peak t of the envelope", "1/ln(1/ρ) or 2/ln(1/q)", "peak",
-           "under the envelope", f"J_{iterations}/J_0", f"‖x_{iterations} − x*‖/‖x*‖"], rows)
-    check = max_abs_derivative(cheb.chebyshev_steps(low, high, 16), low, high)
-    closed = curves["chebyshev"]["predicted"][16] / math.sqrt(lam.size)
-    print(f"max|P_16'| of Chebyshev steps on a grid {check:.6g} vs 2T²/(L−μ)/C_T {closed:.6g}")
-
-    figure = new_figure(9.6, 3.8)
-    labels = {"gd": "GD 2/(μ+L)", "gd_small": "GD 1/L", "chebyshev": "Chebyshev (degree t)"}
-    axes = figure.add_subplot(1, 2, 1)
-    for name, label in labels.items():
-        line, = axes.plot(curves[name]["derivative"], linewidth=1.2, label=label)
-        axes.plot(curves[name]["predicted"], ":", color=line.get_color(), linewidth=1)
-    log_axis(axes)
-    axes.set_xlabel("iteration t")
-    axes.set_ylabel("‖P_t'(A) x*‖ (dotted: max|P_t'|·‖x*‖)")
-    axes.set_title("derivative term: burn-in, then decay")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7)
-    axes = figure.add_subplot(1, 2, 2)
-    for name, label in labels.items():
-        line, = axes.plot(curves[name]["jacobian"] / curves[name]["jacobian"][0], linewidth=1.2,
-                          label=f"J_t/J_0, {label}")
-        axes.plot(curves[name]["iterate"] / curves[name]["iterate"][0], "--", color=line.get_color(), linewidth=1)
-    log_axis(axes)
-    axes.set_xlabel("iteration t")
-    axes.set_title("Jacobian error (solid) vs iterate error (dashed)")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7)
-    save(figure, "unrolling.png")
-
-
 # ---------------------------------------------------------------- descending constraints
 
 DESCENDING = dict(T=8, eps=0.05, init="random", lr=0.02, epochs=60, batches_per_epoch=10, dual_lr=0.5, seed=0)
@@ -503,8 +404,9 @@ def descending() -> None:
 
 
 SECTIONS: dict[str, Callable[[], None]] = {
-    "dugd-kappa": dugd_kappa, "chgd": chgd, "psor-jacobi": psor_jacobi, "psor-ista": psor_ista,
-    "du-psor": du_psor, "unrolling": unrolling, "descending": descending,
+    "paper-dugd": paper_dugd, "dugd-kappa": dugd_kappa, "chgd": chgd, "psor-jacobi": psor_jacobi, "psor-ista": psor_ista,
+    "du-psor": du_psor, "unrolling": unrolling, "unrolling-envelope": unrolling_envelope, "theory": theory,
+    "descending": descending,
 }
 
 

@@ -143,7 +143,7 @@ def summary_figure(result: Mapping[str, Any]) -> Figure | None:
     problem = str(params_of(result).get("problem", "dugd"))
     if problem == "psor":
         return panels_figure(result, [draw_error_curves, draw_omega_overlay], "PSOR run")
-    if problem == "probe":
+    if problem in ("probe", "unrolling"):  # unrolling: its J_t/J_0 curve is charted in MLflow (CHARTED_CURVES)
         return None
     if problem == "chgd":
         return panels_figure(result, [draw_error_curves, _SUMMARY_POLYNOMIAL], "CHGD run")
@@ -165,7 +165,7 @@ _CHGD: dict[str, FigureMaker] = {
     "residual_polynomial.png": residual_polynomial_figure,
     "error_curves.png": error_curves_figure,
 }
-FIGURES_BY_PROBLEM: dict[str, dict[str, FigureMaker]] = {"dugd": _DUGD, "chgd": _CHGD, "psor": _PSOR, "probe": {}}
+FIGURES_BY_PROBLEM: dict[str, dict[str, FigureMaker]] = {"dugd": _DUGD, "chgd": _CHGD, "psor": _PSOR, "unrolling": {}, "probe": {}}
 
 
 def run_figures(result: Mapping[str, Any], only: Collection[str] | None = None) -> dict[str, bytes]:

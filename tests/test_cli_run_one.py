@@ -27,3 +27,14 @@ def test_run_one_nan_is_failed_with_reason(run_cli):
     assert done.returncode == 1
     result = json.loads(done.stdout)
     assert result["status"] == "FAILED" and "non-finite" in result["reason"]
+
+
+def test_run_one_unrolling_by_named_step_and_bad_step(run_cli):
+    done = run_cli("run-one", "problem=unrolling", "n=40", "iterations=60", "step=1.9/L", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "FINISHED" and abs(result["step_times_lambda_max"] - 1.9) < 1e-12
+    assert result["burn_in_length"] > 0 and len(result["jacobian_ratio"]) == 61
+    bad = run_cli("run-one", "problem=unrolling", "step=2.5")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[0].startswith("error: step: got 2.5")

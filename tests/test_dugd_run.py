@@ -63,3 +63,31 @@ def test_cuda_without_a_gpu_fails_with_a_reason():
     auto = run({"problem": "dugd", "n": 10, "m": 20, "T": 2, "mode": "eigen", "device": "auto",
                 "batches_per_generation": 5})
     assert auto.status == "FINISHED" and auto.info["device"] == "cpu"
+
+
+def test_rho_by_generation_falls_in_full_training_between_its_loss_bounds():
+    # Takabe & Wadayama (domain.md §3): training lowers ρ(W_T) with the loss. Full training (depth T at
+    # every generation) from a random init, the paper's sampling (batch 10,000 in the eigenbasis).
+    from workers.metrics import rho
+    from workers.specs import DugdSpec
+    from workers.spectra import build_problem
+
+    params = dict(problem="dugd", n=40, m=80, matrix_seed=12, T=6, training="full", init="random", mode="eigen",
+                  lr=0.01, batches_per_generation=200, batch_size=10000)
+    result = run(params)
+    assert result.status == "FINISHED", result.reason
+    rhos = np.asarray(result.series["rho_by_generation"])
+    loss = np.asarray(result.series["expected_loss"])  # (1/n) Σ P_T(λ_i)² at the same generations
+    assert rhos.shape == (6,) and np.all(np.diff(rhos) < 0)
+    # ρ² ≤ ‖W‖_F² = n·loss ≤ n ρ²: the sandwich behind "lowering the loss lowers ρ"
+    assert np.all(np.sqrt(loss) <= rhos) and np.all(rhos <= np.sqrt(40 * loss))
+    # the last generation's ρ is the run's ρ; and it is below the random init's
+    assert rhos[-1] == pytest.approx(result.scalars["rho"], rel=1e-12)
+    lam = build_problem(DugdSpec(n=40, m=80, matrix_seed=12)).eigenvalues
+    init = np.random.default_rng([0, 1]).uniform(0.5, 1.5, 6) / lam.mean()  # workers.dugd.initial_gamma
+    assert rhos[-1] < rho(init, lam)
+    # incremental training: one ρ per generation, at that generation's depth
+    incremental = run({**params, "training": "incremental", "mode": "expected", "batches_per_generation": 20})
+    steps = np.asarray(incremental.series["learned_steps_by_generation"]).reshape(6, 6)
+    expected = [rho(steps[g, : g + 1], lam) for g in range(6)]
+    np.testing.assert_allclose(incremental.series["rho_by_generation"], expected, rtol=1e-12)

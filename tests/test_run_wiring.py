@@ -50,6 +50,8 @@ def test_dugd_with_descent_eps_runs_primal_dual_and_descends():
         dict(problem="dugd", n=30, T=4, kappa=10, mode="expected", batches_per_generation=50),
         dict(problem="chgd", n=30, iterations=10),
         dict(problem="psor", n=32),
+        dict(problem="unrolling", n=30, iterations=20),
+        dict(problem="unrolling", n=30, iterations=20, step="chebyshev"),
         dict(problem="probe"),
     ],
 )

@@ -8,9 +8,12 @@ import torch
 
 from workers import chebyshev
 from workers.metrics import residual_polynomial
+from workers.run import run
 from workers.unrolling import (
+    burn_in_report,
     curse_of_unrolling,
     jacobian_errors,
+    jacobian_ratio_modes,
     polynomials_and_derivatives,
     residual_polynomial_derivative,
 )
@@ -103,3 +106,59 @@ def test_gd_burn_in_peak_and_recovery_are_consistent():
     assert s["jacobian_error_ratio"] == pytest.approx(errors[-1] / errors[0])
     no_burn_in = curse_of_unrolling(np.full(20, 0.5), lam)["scalars"]  # hλ ≤ 0.5: J_t/J_0 ≤ 1 per mode
     assert no_burn_in["burn_in_index"] == 0.0 and no_burn_in["jacobian_recovery_index"] == 1.0
+
+
+# --- The `unrolling` problem: the abstract's trade-off, at reduced size ---------------------------------
+
+UNROLLING_STEPS = ("1/L", "1.5/L", "1.9/L", "2/(mu+L)")
+
+
+def test_burn_in_lengthens_with_the_step_while_the_asymptotic_rate_improves():
+    results = [run(dict(problem="unrolling", n=60, iterations=250, step=step)) for step in UNROLLING_STEPS]
+    assert [r.status for r in results] == ["FINISHED"] * 4, [r.reason for r in results]
+    s = [r.scalars for r in results]
+    burn_in = [x["burn_in_length"] for x in s]
+    assert burn_in[0] == 0.0 and burn_in == sorted(burn_in) and len(set(burn_in)) == 4, burn_in
+    peaks = [x["jacobian_peak_ratio"] for x in s]
+    assert peaks[0] == 1.0 and peaks == sorted(peaks) and len(set(peaks)) == 4, peaks
+    rates = [x["rate"] for x in s]
+    assert rates == sorted(rates, reverse=True) and len(set(rates)) == 4, rates
+    lam = np.linspace(s[0]["lambda_min"], s[0]["lambda_max"], 2)
+    for x in s:  # the rate is max|1 − hλ| over the spectrum: at an end
+        assert x["rate"] == pytest.approx(np.max(np.abs(1 - x["step_size"] * lam)), rel=1e-12)
+    assert s[-1]["rate"] == pytest.approx(s[-1]["rate_constant"], rel=1e-12)  # 2/(μ+L): (κ−1)/(κ+1)
+    # the curve: J_0 = 1, rises above 1 for t = 1..burn_in at its last, falls below 1 after it
+    curve = np.asarray(results[-1].series["jacobian_ratio"])
+    b = int(burn_in[-1])
+    assert curve[0] == 1.0 and curve[b] > 1.0 and np.all(curve[b + 1:] <= 1.0)
+    assert int(np.argmax(curve)) == s[-1]["jacobian_peak_index"]
+
+
+def test_worst_case_ratio_is_the_sup_of_the_isotropic_error_ratio_over_x_star():
+    # J_t/J_0 worst case = max_i |P_t − λ_i P_t'|: attained by x* on the worst mode; any x* gives at most it.
+    lam = np.linspace(0.2, 1.0, 30)
+    values, derivatives = polynomials_and_derivatives(np.full(40, 1.9), lam)
+    modes = jacobian_ratio_modes(values, derivatives, lam)
+    report = burn_in_report(modes, values)
+    worst = np.asarray(report["series"]["jacobian_ratio"])
+    rng = np.random.default_rng(0)
+    for x_star in rng.normal(size=(20, lam.size)):
+        ratio = jacobian_errors(np.full(40, 1.9), lam, x_star) / np.linalg.norm(x_star / lam)
+        assert np.all(ratio <= worst * (1 + 1e-12))
+    t = 7
+    i = int(np.argmax(np.abs(modes[t])))
+    single = jacobian_errors(np.full(40, 1.9), lam, np.eye(lam.size)[i]) / (1 / lam[i])
+    assert single[t] == pytest.approx(worst[t], rel=1e-12)
+    # closed form for GD, per mode: (1 − u)^{t−1} (1 + (t − 1) u), u = hλ
+    u = 1.9 * lam
+    np.testing.assert_allclose(modes[t], (1 - u) ** (t - 1) * (1 + (t - 1) * u), rtol=1e-10, atol=1e-14)
+
+
+def test_chebyshev_method_burns_in_and_converges_at_q():
+    result = run(dict(problem="unrolling", n=60, iterations=120, step="chebyshev"))
+    s = result.scalars
+    assert result.status == "FINISHED", result.reason
+    assert s["burn_in_length"] > 0 and s["jacobian_peak_ratio"] > 2.0
+    assert s["q"] < s["rate"] < s["q"] * 1.02  # (2/(1+q^{2K}))^{1/K} q → q
+    gd = run(dict(problem="unrolling", n=60, iterations=120, step="2/(mu+L)")).scalars
+    assert s["jacobian_peak_index"] < gd["jacobian_peak_index"]  # √κ against κ

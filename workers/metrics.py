@@ -204,3 +204,29 @@ def kendall_tau_increasing(steps: ArrayLike) -> float | None:
 def steps_above(steps: ArrayLike, limit: float) -> int:
     """Count of |γ_t| > limit; with limit 2/λ_max these steps amplify the top modes locally."""
     return int(np.sum(np.abs(np.asarray(steps, dtype=np.float64)) > limit))
+
+
+# --- Training trajectory and schedule distances (issue 23) -----------------------------------------
+
+
+def rho_by_generation(gamma_by_generation: ArrayLike, eigenvalues: ArrayLike, depths: ArrayLike) -> Array:
+    """ρ(W) of the trained prefix after each generation: max_i |P_d(λ_i)| with γ_0..γ_{d−1} of that
+    generation's row and d its depth (incremental training: d = g; full: d = T). Float64, exact spectrum."""
+    rows = np.asarray(gamma_by_generation, dtype=np.float64)
+    return np.array([rho(row[: int(depth)], eigenvalues) for row, depth in zip(rows, depths)])
+
+
+def layer_relative_differences(steps: ArrayLike, reference_steps: ArrayLike) -> Array:
+    """|γ_t − γ_ref,t| / γ_ref,t per layer, in layer order (not sorted)."""
+    gammas = np.abs(np.asarray(steps, dtype=np.float64))
+    reference = np.abs(np.asarray(reference_steps, dtype=np.float64))
+    _same_length(gammas, reference)
+    return np.abs(gammas - reference) / reference
+
+
+def layer_distance(steps: ArrayLike, reference_steps: ArrayLike) -> float:
+    """‖γ − γ_ref‖₂ / ‖γ_ref‖₂ in layer order: step_error without sorting."""
+    gammas = np.abs(np.asarray(steps, dtype=np.float64))
+    reference = np.abs(np.asarray(reference_steps, dtype=np.float64))
+    _same_length(gammas, reference)
+    return float(np.linalg.norm(gammas - reference) / np.linalg.norm(reference))

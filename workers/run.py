@@ -135,6 +135,7 @@ _HANDLER_NAMES = {
     "dugd": ("workers.dugd_run", "run_dugd"),
     "chgd": ("workers.chgd", "run_chgd"),
     "psor": ("workers.psor", "run_psor"),
+    "unrolling": ("workers.unrolling_run", "run_unrolling"),
 }
 
 

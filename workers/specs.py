@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # numpy's RandomState (the authors' Gaussian matrix, the Haar rotation) takes seeds below 2**32.
 MAX_MATRIX_SEED = 2**32 - 1
@@ -167,6 +167,30 @@ ISTA_FIELDS = ("m", "sparsity", "lam", "beta", "noise_std")
 LEARNED_OMEGA_FIELDS = ("lr", "batch_size", "steps_per_depth", "train_depth", "omega_init", "omega_loss")
 
 
+UNROLLING_STEPS = ("1/L", "2/(mu+L)", "1.5/L", "1.9/L", "chebyshev")
+
+
+class UnrollingSpec(_MatrixProblem):
+    """The curse of unrolling (Scieur et al., domain.md §6): how the Jacobian error of GD with a constant
+    step h, or of the Chebyshev method, evolves with the iteration count on A = H̃ᵀH̃ (ridge θ at 0)."""
+
+    problem: Literal["unrolling"] = "unrolling"
+    m: int | None = Field(None, ge=2, le=100000,
+                          description="measurements; without m and kappa, 3n/2 (CHGD_MSE.ipynb's 300x450, κ = 88)")
+    matrix_seed: int = Field(32, ge=0, le=MAX_MATRIX_SEED)
+    step: float | Literal["1/L", "2/(mu+L)", "1.5/L", "1.9/L", "chebyshev"] = Field(
+        "2/(mu+L)", description="GD's constant step h (a number is h·L, in (0, 2)), or chebyshev: the degree-t "
+                                "minimax polynomial at every t")
+    iterations: int = Field(400, ge=1, le=5000)
+
+    @field_validator("step")
+    @classmethod
+    def _step_converges(cls, step: float | str) -> float | str:
+        if isinstance(step, float) and not 0.0 < step < 2.0:
+            raise ValueError(f"h·L in (0, 2) (GD diverges from h = 2/L on) or one of {', '.join(UNROLLING_STEPS)}")
+        return step
+
+
 class ProbeSpec(_Spec):
     """A diagnostic run of known cost and outcome: for benchmarks and fault-injection tests."""
 
@@ -176,11 +200,12 @@ class ProbeSpec(_Spec):
     x: float = Field(0.0, description="a free number reported back as `value` (for search tests)")
 
 
-RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, ProbeSpec], Field(discriminator="problem")]
+RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, UnrollingSpec, ProbeSpec], Field(discriminator="problem")]
 SPEC_CLASSES: dict[str, type[_Spec]] = {
     "dugd": DugdSpec,
     "chgd": ChgdSpec,
     "psor": PsorSpec,
+    "unrolling": UnrollingSpec,
     "probe": ProbeSpec,
 }
 

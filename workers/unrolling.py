@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from workers.chebyshev import chebyshev_steps
+
 Array = NDArray[np.float64]
 
 
@@ -97,7 +99,55 @@ def curse_of_unrolling(
     return {"scalars": scalars, "series": {"jacobian_error": errors.tolist()}}
 
 
+# ---------------------------------------------------------------- the `unrolling` problem (issue 23)
+
+
+def jacobian_ratio_modes(values: Array, derivatives: Array, eigenvalues: ArrayLike) -> Array:
+    """Per mode and t, (∂x_t − ∂x*)_i / (∂x_0 − ∂x*)_i = P_t(λ_i) − λ_i P_t'(λ_i) (x_0 = 0, ridge at θ = 0):
+    dividing [P_t/λ − P_t'] x*_i by its t = 0 value x*_i/λ_i. Rows t, columns modes."""
+    return values - np.asarray(eigenvalues, dtype=np.float64) * derivatives
+
+
+def minimax_jacobian_modes(eigenvalues: ArrayLike, iterations: int) -> tuple[Array, Array]:
+    """The Chebyshev method (the degree-t minimax polynomial at every t, domain.md §2.2): rows t = 0..K of
+    P_t(λ_i) and of the per-mode Jacobian ratio P_t − λP_t', each from the degree-t Chebyshev steps."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    values, ratios = np.ones((iterations + 1, lam.size)), np.ones((iterations + 1, lam.size))
+    for t in range(1, iterations + 1):
+        p, d = polynomials_and_derivatives(chebyshev_steps(float(lam.min()), float(lam.max()), t), lam)
+        values[t], ratios[t] = p[-1], p[-1] - lam * d[-1]
+    return values, ratios
+
+
+def burn_in_report(ratios: Array, values: Array) -> dict[str, dict]:
+    """From per-mode Jacobian ratios and iterate polynomials (rows t = 0..K), the curse-of-unrolling record.
+
+    J_t/J_0 := max over x* of ‖∂x_t − ∂x*‖ / ‖∂x_0 − ∂x*‖ = max_i |P_t(λ_i) − λ_i P_t'(λ_i)| (worst case);
+    `_rms` the same for isotropic ∂x_0 − ∂x* (RMS over modes). Scalars: burn_in_length, the last t with
+    J_t > J_0 (0: none, the error falls at once); jacobian_peak_ratio and jacobian_peak_index (argmax);
+    jacobian_rate, the measured tail rate (J_K/J_{K/2})^{1/(K − K/2)}; the final ratios."""
+    worst = np.max(np.abs(ratios), axis=1)
+    rms = np.sqrt(np.mean(ratios * ratios, axis=1))
+    iterate = np.max(np.abs(values), axis=1)
+    K = worst.size - 1
+    half = K // 2
+    scalars: dict[str, float] = {}
+    for suffix, curve in (("", worst), ("_rms", rms)):
+        above = np.flatnonzero(curve[1:] > curve[0] * (1 + 1e-12))
+        scalars[f"burn_in_length{suffix}"] = float(above[-1] + 1) if above.size else 0.0
+        scalars[f"jacobian_peak_ratio{suffix}"] = float(curve.max())
+        scalars[f"jacobian_peak_index{suffix}"] = float(np.argmax(curve))
+        scalars[f"jacobian_ratio_final{suffix}"] = float(curve[-1])
+    scalars["jacobian_rate"] = float((worst[K] / worst[half]) ** (1.0 / (K - half))) if K > half else float("nan")
+    scalars["iterate_ratio_final"] = float(iterate[-1])
+    series = {"jacobian_ratio": worst.tolist(), "jacobian_ratio_rms": rms.tolist(), "iterate_ratio": iterate.tolist()}
+    return {"scalars": scalars, "series": series}
+
+
 __all__ = [
+    "burn_in_report",
+    "jacobian_ratio_modes",
+    "minimax_jacobian_modes",
     "curse_of_unrolling",
     "jacobian_errors",
     "max_abs_derivative",
