@@ -77,7 +77,8 @@ def _record(spec: DugdSpec, hook: OnCheckpoint | None, training: Training | None
     scalars["mse_empirical"] = series["mse_curve_empirical"][-1]
     _add_training(scalars, series, training)
     # Takabe & Wadayama: training lowers ρ(W) along with the loss (domain.md §3); at each generation's depth
-    series["rho_by_generation"] = metrics.rho_by_generation(training.gamma_by_generation, problem.eigenvalues, config.depths()).tolist()
+    series["rho_by_generation"] = metrics.rho_by_generation(
+        training.gamma_by_generation, problem.eigenvalues, TrainingConfig.from_spec(spec).depths()).tolist()
     info = {
         **problem.facts(),
         "mode": spec.mode,
