@@ -1,13 +1,14 @@
 """deploy/slurm/study.sbatch on a real one-node SLURM cluster on loopback (tests/slurm_cluster.py):
-the job starts its own PostgreSQL and MLflow server, a Ray head and `study submit`; a sweep lands in
-the store with exact counts, and a job cancelled mid-sweep (scancel) is completed by resubmitting it,
-each run key FINISHED once."""
+the job starts its own PostgreSQL and MLflow server, a Ray head and `study submit`; a job cancelled
+mid-sweep (scancel) stops cleanly, and resubmitting it completes the sweep in the store with exact
+counts, each run key FINISHED once."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,10 +68,10 @@ def job_output(job_dir: Path, job_id: str) -> str:
     return path.read_text(errors="replace") if path.exists() else "(no output)"
 
 
-def tracking_client(job_dir: Path) -> MlflowClient:
+def tracking_client(job_dir: Path, monkeypatch) -> MlflowClient:
     """The job's MLflow server, as the admin (the password the job generated into the state dir)."""
-    os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = (job_dir / "state" / "secrets" / "mlflow-admin-password").read_text().strip()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", (job_dir / "state" / "secrets" / "mlflow-admin-password").read_text().strip())
     uri = next(line.split(":", 1)[1].strip() for line in (job_dir / "state" / "endpoints.txt").read_text().splitlines()
                if line.startswith("tracking URI:"))
     return MlflowClient(uri)
@@ -99,7 +100,6 @@ def stored_children(job_dir: Path, sweep: str) -> list:
     server.stop_signal = signal.SIGINT
     try:
         ready = [str(pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-        import subprocess
         topology.wait_until(lambda: subprocess.run(ready, capture_output=True).returncode == 0, 30, "postgres", server)
         client = MlflowClient(f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow")
         experiment = client.get_experiment_by_name(sweep)
@@ -128,21 +128,9 @@ def no_processes_left(job_dir: Path) -> list[str]:
     return left
 
 
-def test_sbatch_runs_the_sweep_into_its_own_store(slurm, job_dir):
-    sweep = write_sweep(job_dir, "slurm-sweep", work_s=0.0)
-    job = sbatch(slurm, job_dir, sweep)
-    slurm.wait_gone(job, timeout_s=240)
-    output = job_output(job_dir, job)
-    assert "study submit exited 0" in output, output
-    assert "stopped" in output, output
-    assert_complete(stored_children(job_dir, "slurm-sweep"))
-    assert no_processes_left(job_dir) == []
-    secrets_dir = job_dir / "state" / "secrets"
-    assert oct(secrets_dir.stat().st_mode & 0o777) == "0o700"
-    assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in secrets_dir.iterdir())
-
-
-def test_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir):
+def test_sbatch_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir, monkeypatch):
+    """Two jobs (each starts PostgreSQL, MLflow and Ray: about a minute on an idle 2-core box): the
+    first is cancelled mid-sweep and stops cleanly; the second resumes and finishes the sweep."""
     sweep = write_sweep(job_dir, "slurm-resume", work_s=2.0)  # 10 runs x 2 s on 2 CPUs: ~10 s of work
     first = sbatch(slurm, job_dir, sweep)
     deadline = time.monotonic() + 240
@@ -151,7 +139,7 @@ def test_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir):
         done = []
         if (job_dir / "state" / "endpoints.txt").exists():
             try:
-                done = finished_keys(tracking_client(job_dir), "slurm-resume")
+                done = finished_keys(tracking_client(job_dir, monkeypatch), "slurm-resume")
             except Exception:  # noqa: BLE001 - the server is still starting
                 done = []
         if len(done) >= 2:
@@ -161,7 +149,7 @@ def test_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir):
     slurm.run("scancel", first)
     slurm.wait_gone(first, timeout_s=120)
     output = job_output(job_dir, first)
-    assert "stopped" in output, output  # the trap ran
+    assert "study submit exited 130" in output and "stopped" in output, output  # a clean cancel, then the trap's stop
     assert no_processes_left(job_dir) == []
     partial = stored_children(job_dir, "slurm-resume")
     assert 2 <= sum(run.info.status == "FINISHED" for run in partial) < TOTAL
@@ -169,5 +157,52 @@ def test_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir):
     second = sbatch(slurm, job_dir, sweep)
     slurm.wait_gone(second, timeout_s=240)
     output = job_output(job_dir, second)
-    assert "study submit exited 0" in output, output
+    assert "study submit exited 0" in output and "stopped" in output, output
+    assert no_processes_left(job_dir) == []
     assert_complete(stored_children(job_dir, "slurm-resume"))
+    secrets_dir = job_dir / "state" / "secrets"  # generated once, readable by the owner only
+    assert oct(secrets_dir.stat().st_mode & 0o777) == "0o700"
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in secrets_dir.iterdir()} == \
+        {"mlflow-admin-password": "0o600", "mlflow-secret-key": "0o600"}
+
+
+# ---- without SLURM: the script runs the programs and key flags the topology test runs -------------------
+
+
+def script_commands() -> dict[str, list[str]]:
+    """`start NAME SIGNAL PROGRAM ...` lines of the batch script (continuations joined), by NAME."""
+    import shlex
+
+    text = SCRIPT.read_text().replace("\\\n", " ")
+    commands = {}
+    for line in text.splitlines():
+        words = shlex.split(line.strip(), comments=True) if line.strip().startswith("start ") else []
+        if len(words) > 3:
+            commands[words[1]] = words[3:]
+    return commands
+
+
+@pytest.mark.parametrize(("name", "service"), [("mlflow", "mlflow"), ("ray-head", "ray-head"), ("ray-workers", "ray-worker")])
+def test_batch_script_runs_what_the_topology_test_runs(name, service):
+    from tests.test_compose import KEY_FLAGS, split_program, topology_commands
+
+    argv = script_commands()[name]
+    if argv[0] == "srun":  # srun ... bash -c 'exec ray start ...': the program is what srun starts on each node
+        import shlex
+
+        argv = shlex.split(argv[-1].removeprefix("exec "))
+    program, flags = split_program(argv)
+    local_program, local_flags = split_program(topology_commands()[service])
+    assert program == local_program
+    assert KEY_FLAGS[service] <= set(flags) and KEY_FLAGS[service] <= set(local_flags)
+    if service == "mlflow":
+        assert set(flags) == set(local_flags)
+        assert flags["--app-name"] == "basic-auth" and flags["--workers"] == "1"
+
+
+def test_batch_script_submits_with_wait_and_stops_on_signals():
+    text = SCRIPT.read_text()
+    assert "trap cleanup EXIT" in text and "trap 'log \"signal received\"; exit 143' TERM INT" in text
+    assert 'SUBMIT=(env "${CREDENTIALS[@]}" study submit "$SWEEP_FILE" --address' in text and "--wait)" in text
+    assert "#SBATCH --signal=B:TERM@" in text
+    assert "ray stop" not in text  # it would stop every Ray of the user on the node
