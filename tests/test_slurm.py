@@ -149,7 +149,7 @@ def test_sbatch_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir, mon
     slurm.run("scancel", first)
     slurm.wait_gone(first, timeout_s=120)
     output = job_output(job_dir, first)
-    assert "study submit exited 130" in output and "stopped" in output, output  # a clean cancel, then the trap's stop
+    assert "study submit exited 130 (cancelled)" in output and "stopped" in output, output  # a clean cancel, then the stop
     assert no_processes_left(job_dir) == []
     partial = stored_children(job_dir, "slurm-resume")
     assert 2 <= sum(run.info.status == "FINISHED" for run in partial) < TOTAL
