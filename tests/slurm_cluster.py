@@ -30,20 +30,19 @@ def _program(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
-def require_slurm(what: str) -> None:
-    """Skip loudly where SLURM is absent; fail instead under STUDY_REQUIRE_TOPOLOGY=1 (CI)."""
+def not_tested(what: str, reason: str) -> None:
+    """Skip loudly; fail instead under STUDY_REQUIRE_TOPOLOGY=1 (CI), so SLURM cannot hide in a skip."""
     import pytest
 
-    missing = missing_programs()
-    if os.geteuid() != 0:
-        reason = "slurmd must run as root to start jobs as their user"
-    elif missing:
-        reason = f"missing {', '.join(missing)}: {MISSING_HINT}"
-    else:
-        return
     if os.environ.get("STUDY_REQUIRE_TOPOLOGY") == "1":
         pytest.fail(f"STUDY_REQUIRE_TOPOLOGY=1 but {what} cannot run: {reason}")
     pytest.skip(f"SLURM NOT TESTED ({what}): {reason}")
+
+
+def require_slurm(what: str) -> None:
+    missing = missing_programs()
+    if missing:
+        not_tested(what, f"missing {', '.join(missing)}: {MISSING_HINT}")
 
 
 SLURM_CONF = """\

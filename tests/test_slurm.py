@@ -32,7 +32,10 @@ TOTAL = len(X_VALUES) * len(SEEDS)
 def slurm():
     slurm_cluster.require_slurm("the SLURM batch script test")
     topology.require_postgres("the SLURM batch script test")
-    cluster = slurm_cluster.start_slurm(cpus=2)
+    try:
+        cluster = slurm_cluster.start_slurm(cpus=2)
+    except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as error:  # e.g. a container without the rights slurmd needs
+        slurm_cluster.not_tested("the SLURM batch script test", f"the one-node cluster did not start: {error}"[:2000])
     yield cluster
     cluster.stop()
 
