@@ -1,13 +1,12 @@
-"""A one-node SLURM cluster on loopback for tests: munged, slurmctld and slurmd (Debian's packages,
-installed by .ci/system-deps.sh), each with its own key, config, ports, sockets and state in one
-temp dir, started and stopped here by PID. Nothing under /etc or /run is used."""
+"""A small SLURM cluster on loopback for tests: munged, slurmctld and one slurmd per node, every node
+on this host (Debian's packages, installed by .ci/system-deps.sh), with their own key, config, ports,
+sockets and state in one temp dir, started and stopped here by PID. Nothing under /etc or /run is used."""
 
 from __future__ import annotations
 
 import getpass
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from tests.topology import Managed, free_port, launch, wait_until
 
 PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
-NODE = "studynode"
+NODE = "studynode"  # node names: studynode1, studynode2, ... all on this host, each with its own slurmd
 MISSING_HINT = "apt-get install slurmctld slurmd slurm-client munge (.ci/system-deps.sh)"
 
 
@@ -52,16 +51,15 @@ MailProg=/bin/true
 SlurmUser={user}
 SlurmdUser={user}
 SlurmctldPort={ctld_port}
-SlurmdPort={slurmd_port}
 AuthType=auth/munge
 AuthInfo=socket={munge_socket}
 CredType=cred/munge
 StateSaveLocation={base}/state
-SlurmdSpoolDir={base}/spool
+SlurmdSpoolDir={base}/spool-%n
 SlurmctldPidFile={base}/slurmctld.pid
-SlurmdPidFile={base}/slurmd.pid
+SlurmdPidFile={base}/slurmd-%n.pid
 SlurmctldLogFile={base}/slurmctld.log
-SlurmdLogFile={base}/slurmd.log
+SlurmdLogFile={base}/slurmd-%n.log
 ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SwitchType=switch/none
@@ -78,9 +76,11 @@ PlugStackConfig={base}/plugstack.conf
 KillWait=60
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName={node} NodeAddr=127.0.0.1 NodeHostname={hostname} CPUs={cpus} State=UNKNOWN
-PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
+{nodes}
+PartitionName=debug Nodes={node_names} Default=YES MaxTime=INFINITE State=UP
 """
+# Several slurmd on one host: each node its own port (Debian's build supports it).
+NODE_LINE = "NodeName={name} NodeAddr=127.0.0.1 NodeHostname={hostname} Port={port} CPUs={cpus} State=UNKNOWN"
 
 
 @dataclass
@@ -114,7 +114,7 @@ class SlurmCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in
-                         (self.base / "slurmctld.log", self.base / "slurmd.log") if p.exists())
+                         sorted(self.base.glob("slurm*.log")))
 
     def stop(self) -> None:
         for managed in reversed(self.processes):
@@ -122,15 +122,17 @@ class SlurmCluster:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_slurm(cpus: int = 2) -> SlurmCluster:
-    """munged, slurmctld and slurmd for one node with `cpus` CPUs; stops what it started if a step fails."""
+def start_slurm(nodes: int = 2, cpus: int = 1) -> SlurmCluster:
+    """munged, slurmctld and one slurmd per node (`cpus` CPUs each), all on loopback; stops what it
+    started if a step fails."""
     # Short paths: the munge socket path has a length limit. The base is traversable by every account,
     # since jobs may run as another user than the test.
     base = Path(tempfile.mkdtemp(prefix="study-slurm-"))
     os.chmod(base, 0o755)
     cluster = SlurmCluster(base)
     try:
-        for sub in ("state", "spool", "munge"):
+        names = [f"{NODE}{index}" for index in range(1, nodes + 1)]
+        for sub in ("state", "munge", *(f"spool-{name}" for name in names)):
             (base / sub).mkdir()
         os.chmod(base / "munge", 0o755)
         key = base / "munge" / "munge.key"
@@ -143,18 +145,20 @@ def start_slurm(cpus: int = 2) -> SlurmCluster:
         cluster.processes.append(munged)
         wait_until(lambda: munge_socket.exists(), 20, "munged", munged)
         (base / "plugstack.conf").write_text("")
+        hostname = os.uname().nodename
+        node_lines = "\n".join(NODE_LINE.format(name=name, hostname=hostname, port=free_port(), cpus=cpus) for name in names)
         cluster.conf.write_text(SLURM_CONF.format(
-            node=NODE, user=getpass.getuser(), ctld_port=free_port(), slurmd_port=free_port(),
-            munge_socket=munge_socket, base=base, hostname=os.uname().nodename, cpus=cpus))
+            user=getpass.getuser(), ctld_port=free_port(), munge_socket=munge_socket, base=base, hostname=hostname,
+            nodes=node_lines, node_names=",".join(names)))
         env = {"SLURM_CONF": str(cluster.conf)}
         ctld = launch("slurmctld", [_program("slurmctld"), "-D", "-i", "-f", str(cluster.conf)], base, env=env)
         cluster.processes.append(ctld)
         wait_until(lambda: cluster.run("sinfo", "-h", check=False).returncode == 0, 30, "slurmctld", ctld)
-        slurmd = launch("slurmd", [_program("slurmd"), "-D", "-N", NODE, "-f", str(cluster.conf)], base, env=env)
-        slurmd.stop_signal = signal.SIGTERM
-        cluster.processes.append(slurmd)
-        wait_until(lambda: cluster.run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle", 60,
-                   "slurmd (node idle)", slurmd)
+        for name in names:
+            slurmd = launch(f"slurmd-{name}", [_program("slurmd"), "-D", "-N", name, "-f", str(cluster.conf)], base, env=env)
+            cluster.processes.append(slurmd)
+        wait_until(lambda: cluster.run("sinfo", "-h", "-N", "-o", "%T", check=False).stdout.split() == ["idle"] * nodes,
+                   60, "slurmd (every node idle)", slurmd)
     except BaseException:
         cluster.stop()
         raise

@@ -1,5 +1,6 @@
-"""deploy/slurm/study.sbatch on a real one-node SLURM cluster on loopback (tests/slurm_cluster.py):
-the job starts its own PostgreSQL and MLflow server, a Ray head and `study submit`; a job cancelled
+"""deploy/slurm/study.sbatch on a real two-node SLURM cluster on loopback (tests/slurm_cluster.py):
+the job starts its own PostgreSQL and MLflow server, a Ray head, a Ray worker on the other node
+(srun) and `study submit`; a job cancelled
 mid-sweep (scancel) stops cleanly, and resubmitting it completes the sweep in the store with exact
 counts, each run key FINISHED once."""
 
@@ -33,7 +34,7 @@ def slurm():
     slurm_cluster.require_slurm("the SLURM batch script test")
     topology.require_postgres("the SLURM batch script test")
     try:
-        cluster = slurm_cluster.start_slurm(cpus=2)
+        cluster = slurm_cluster.start_slurm(nodes=2, cpus=1)
     except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as error:  # e.g. a container without the rights slurmd needs
         slurm_cluster.not_tested("the SLURM batch script test", f"the one-node cluster did not start: {error}"[:2000])
     yield cluster
@@ -59,8 +60,8 @@ def write_sweep(job_dir: Path, name: str, work_s: float) -> Path:
 def sbatch(slurm, job_dir: Path, sweep: Path) -> str:
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
            "STUDY_DEPLOY_DIR": str(REPO / "deploy"), "STUDY_STATE_DIR": str(job_dir / "state"),
-           "STUDY_HEAD_IP": "127.0.0.1"}
-    done = slurm.run("sbatch", "--parsable", "--nodes=1", "--cpus-per-task=2", f"--chdir={job_dir}",
+           "STUDY_NODE_IP": "127.0.0.1"}
+    done = slurm.run("sbatch", "--parsable", "--nodes=2", "--cpus-per-task=1", f"--chdir={job_dir}",
                      f"--output={job_dir}/job-%j.out", f"--export=ALL,{','.join(f'{k}={v}' for k, v in env.items())}",
                      str(SCRIPT), str(sweep))
     return done.stdout.strip().split(";")[0]
@@ -151,6 +152,7 @@ def test_sbatch_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir, mon
         time.sleep(0.5)
     slurm.run("scancel", first)
     slurm.wait_gone(first, timeout_s=120)
+    first_end_ms = time.time() * 1000
     output = job_output(job_dir, first)
     assert "study submit exited 130 (cancelled)" in output and "stopped" in output, output  # a clean cancel, then the stop
     assert no_processes_left(job_dir) == []
@@ -162,7 +164,10 @@ def test_sbatch_scancel_mid_sweep_then_resubmit_completes_it(slurm, job_dir, mon
     output = job_output(job_dir, second)
     assert "study submit exited 0" in output and "stopped" in output, output
     assert no_processes_left(job_dir) == []
-    assert_complete(stored_children(job_dir, "slurm-resume"))
+    children = stored_children(job_dir, "slurm-resume")
+    assert_complete(children)
+    second_runs = [run for run in children if run.info.status == "FINISHED" and run.info.start_time > first_end_ms]
+    assert len({run.data.tags["study.node"] for run in second_runs}) == 2  # the srun worker joined and ran some
     secrets_dir = job_dir / "state" / "secrets"  # generated once, readable by the owner only
     assert oct(secrets_dir.stat().st_mode & 0o777) == "0o700"
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in secrets_dir.iterdir()} == \
