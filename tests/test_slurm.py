@@ -1,8 +1,7 @@
 """deploy/slurm/study.sbatch on a real two-node SLURM cluster on loopback (tests/slurm_cluster.py):
 the job starts its own PostgreSQL and MLflow server, a Ray head, a Ray worker on the other node
-(srun) and `study submit`; a job cancelled
-mid-sweep (scancel) stops cleanly, and resubmitting it completes the sweep in the store with exact
-counts, each run key FINISHED once."""
+(srun) and `study submit`; a job cancelled mid-sweep (scancel) stops cleanly, and resubmitting it
+completes the sweep in the store with exact counts, each run key FINISHED once."""
 
 from __future__ import annotations
 
@@ -60,7 +59,10 @@ def write_sweep(job_dir: Path, name: str, work_s: float) -> Path:
 def sbatch(slurm, job_dir: Path, sweep: Path) -> str:
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
            "STUDY_DEPLOY_DIR": str(REPO / "deploy"), "STUDY_STATE_DIR": str(job_dir / "state"),
-           "STUDY_NODE_IP": "127.0.0.1"}
+           "STUDY_NODE_IP": "127.0.0.1",
+           # A busy CI box (load 20+ on 2 cores, seen here) delays the worker raylet's health checks past
+           # Ray's default (~15 s), and the GCS then drops the worker: give it a minute.
+           "RAY_health_check_failure_threshold": "20", "RAY_health_check_timeout_ms": "10000"}
     done = slurm.run("sbatch", "--parsable", "--nodes=2", "--cpus-per-task=1", f"--chdir={job_dir}",
                      f"--output={job_dir}/job-%j.out", f"--export=ALL,{','.join(f'{k}={v}' for k, v in env.items())}",
                      str(SCRIPT), str(sweep))
