@@ -8,8 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# torch first, pinned to the CPU wheel: an unpinned torch pulls GBs of CUDA packages.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, pinned to the CPU wheel: an unpinned torch pulls GBs of CUDA packages. The GPU worker
+# group of deploy/k8s uses a CUDA build of the same image:
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t deep-unfolding-study:cuda .
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install torch==2.13.0 --index-url "$TORCH_INDEX_URL"
 
 # Dependencies before code, so editing code does not reinstall them.
 COPY pyproject.toml README.md ./

@@ -143,7 +143,10 @@ def test_mlflow_needs_credentials_and_the_coordinator_has_them():
 
 
 def test_dockerfile_installs_cpu_torch_before_the_project():
-    lines = [line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("RUN")]
+    text = (REPO / "Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("RUN")]
     torch_line = next(i for i, line in enumerate(lines) if "torch==2.13.0" in line)
     project_line = next(i for i, line in enumerate(lines) if "pip install ." in line)
-    assert torch_line < project_line and "whl/cpu" in lines[torch_line]
+    # The CPU wheel unless the build asks for another index (the CUDA image of deploy/k8s's GPU group).
+    assert torch_line < project_line and '--index-url "$TORCH_INDEX_URL"' in lines[torch_line]
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text.splitlines()
