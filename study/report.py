@@ -25,7 +25,7 @@ import yaml
 from mlflow import MlflowClient
 
 from study import names, plots, sweep_plots
-from study.results import aggregate, load_results, parent_runs, pruned_mask
+from study.results import aggregate, load_results, parent_runs, pruned_mask, sweep_file_text
 from workers.specs import SPEC_CLASSES
 
 REPORT_ARTIFACT_DIR = "report"
@@ -56,13 +56,6 @@ def swept_axes(frame: pd.DataFrame, order: Sequence[str] = ()) -> list[str]:
     varying = [name for name in present if frame[name].nunique(dropna=False) > 1]
     ranked = [name for name in order if name in varying]
     return ranked + [name for name in varying if name not in ranked]
-
-
-def _sweep_file(parent_run_id: str) -> str | None:
-    try:
-        return mlflow.artifacts.load_text(f"runs:/{parent_run_id}/{names.SWEEP_FILE_ARTIFACT}")
-    except Exception:  # noqa: BLE001 - an older or hand-made sweep may lack it; the page says so
-        return None
 
 
 def _sweep_parameter_order(sweep_text: str | None) -> list[str]:
@@ -154,7 +147,7 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         fields = sorted(c for c in frame.columns if c not in {"run_id", "run_key", "status", "reason", *PARAMETER_NAMES})
         raise KeyError(f"--metric: got {metric!r}, expected a result field of this sweep ({', '.join(fields)})")
     parent_id = str(parent_runs(tracking_uri, sweep).iloc[0]["run_id"])
-    sweep_text = _sweep_file(parent_id)
+    sweep_text = sweep_file_text(parent_id)
     swept = swept_axes(frame, _sweep_parameter_order(sweep_text))
     counts = {
         "runs": int(len(frame)),
@@ -251,7 +244,7 @@ def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.
             page.paragraph(f"Same points as: study results {sweep} --pareto ({len(front)} of {len(points)} points)")
             page.table(front)
             if len(points):
-                name = _save(out_dir, "pareto.png", plots.to_png(insight.pareto_figure(points, front, stored.metrics)), written)
+                name = _save(out_dir, "pareto.png", plots.to_png(sweep_plots.pareto_figure(points, front, stored.metrics)), written)
                 page.image(name, f"{names_[0]} against {names_[1]}: finished points and the non-dominated ones")
     target = metric if metric in frame.columns else stored.metric.name
     page.heading(f"Which parameter mattered for {target}")
@@ -263,7 +256,7 @@ def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.
     page.paragraph(f"fANOVA importances from {source}; same as: study results {sweep} --importance --metric {target}")
     page.table(table)
     name = _save(out_dir, f"importance_{_safe_name(target)}.png",
-                 plots.to_png(insight.importance_figure(table, f"importance for {target}")), written)
+                 plots.to_png(sweep_plots.importance_figure(table, f"importance for {target}")), written)
     page.image(name, f"parameter importance for {target}")
 
 

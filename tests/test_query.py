@@ -133,7 +133,7 @@ BAD = {  # (group_by, metric, where, runs) -> the one error line, with API label
                        "group_by: got 'root_error', expected a parameter of the sweep (root_error is a result metric)"),
     "axis as metric": (("T", "kappa", "", False), "metric: got 'kappa', expected a result metric (kappa is a parameter)"),
     "malformed where": (("T", "root_error", "kappa>>3", False),
-                        f"where: got 'kappa>>3', expected {query._WHERE_FORM}"),
+                        f"where: got 'kappa>>3', expected {query.WHERE_FORM}"),
     "value never taken": (("T", "root_error", "n=65", False), "where: got 'n=65', expected a value n takes in this sweep (32, 64)"),
     "text compared by order": (("T", "root_error", "mode>=3", False),
                                "where: got 'mode>=3', expected = or != for mode, which is not a number"),
