@@ -6,8 +6,9 @@ Public face:
     swept_axes(frame, order=()) -> list[str]
 
 The page holds the sweep file and its counts, the aggregated table (exactly study.results.aggregate over
-the swept axes, the numbers `study results` prints), heatmaps of the metric, the metric against each swept
-axis, the step overlays of the runs with the largest and smallest metric, and the failures with reasons.
+the swept axes, in the cells `study results` prints: mean ± std (count), study.query.compact_cells),
+heatmaps of the metric, the metric against each swept axis, the step overlays of the runs with the
+largest and smallest metric, and the failures with reasons.
 Every piece of text goes through html.escape (pandas escapes its tables itself).
 """
 
@@ -25,6 +26,7 @@ import yaml
 from mlflow import MlflowClient
 
 from study import names, plots, sweep_plots
+from study.query import Query, compact_cells
 from study.results import aggregate, load_results, parent_runs, pruned_mask, sweep_file_text
 from workers.specs import SPEC_CLASSES
 
@@ -113,8 +115,9 @@ class _Page:
     def code(self, text: str) -> None:
         self.parts.append(f"<pre>{html.escape(text)}</pre>")
 
-    def table(self, frame: pd.DataFrame) -> None:
-        self.parts.append(frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda v: f"{v:.6g}"))
+    def table(self, frame: pd.DataFrame, css: str | None = None) -> None:
+        self.parts.append(frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda v: f"{v:.6g}",
+                                        classes=css))
 
     def image(self, name: str, caption: str) -> None:
         source = html.escape(name, quote=True)
@@ -178,7 +181,8 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         report.table = aggregate(frame, swept, [metric])
         report.table.to_csv(out_dir / "table.csv", index=False)
         page.paragraph(f"Same numbers as: study results {sweep} --group-by {','.join(swept)} --metric {metric}")
-        page.table(report.table)
+        # The cells `study results` prints (mean ± std (count), digits per column); table.csv keeps every digit.
+        page.table(compact_cells(report.table, Query(group_by=swept, metrics=[metric])), css="results")
         _figures(page, frame, metric, x, y, panel, swept, out_dir, report.figures)
     else:
         page.paragraph(f"No run reported {metric}; nothing to aggregate or plot.")

@@ -23,7 +23,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
 from study.objectives import Metric
-from study.plots import log_axis, new_figure
+from study.plots import integer_x, log_axis, new_figure
 from study.results import aggregate
 
 _ALL = "(all)"
@@ -106,7 +106,8 @@ def _limits(values: np.ndarray) -> tuple[float | None, float | None]:
 
 def metric_lines_figure(table: pd.DataFrame, axis: str, metric: str, title: str | None = None) -> Figure:
     """Mean ± std (over seeds) of an aggregate() table against `axis`; one line per value of the other
-    group-by columns. Numeric axes get a numeric (log when spread) x; others are categorical."""
+    group-by columns. Numeric axes get a numeric x: log when it spans a decade, integer ticks when its
+    values are whole numbers; others are categorical."""
     mean, std = f"{metric}_mean", f"{metric}_std"
     others = [c for c in table.columns if c not in {axis, "failed"} and not c.startswith(f"{metric}_")
               and not any(c.endswith(s) for s in ("_mean", "_std", "_count"))]
@@ -123,8 +124,11 @@ def metric_lines_figure(table: pd.DataFrame, axis: str, metric: str, title: str 
         label = ", ".join(f"{name}={_label(value)}" for name, value in zip(others, key)) or metric
         axes.errorbar(x_values[order], group[mean].to_numpy()[order], yerr=group[std].fillna(0).to_numpy()[order],
                       marker="o", markersize=4, capsize=3, linewidth=1.2, label=label)
-    if numeric and _is_positive_spread(table[axis].to_numpy(dtype=np.float64)):
+    x_all = table[axis].dropna().to_numpy(dtype=np.float64) if numeric else np.array([])
+    if numeric and _is_positive_spread(x_all):  # spans a decade or more (kappa, lr): log
         log_axis(axes, "x")
+    elif numeric and np.all(x_all == np.round(x_all)):  # whole numbers (T, n): no 4.5 layers
+        integer_x(axes)
     if not numeric:
         axes.set_xticks(list(positions.values()), [_label(v) for v in positions])
     if _is_positive_spread(table[mean].to_numpy(dtype=np.float64)):
