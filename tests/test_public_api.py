@@ -115,3 +115,16 @@ def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
                         break
                 components.append(component)
     return components
+
+
+def test_study_version_and_shell_completion():
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from study.cli import app
+
+    done = CliRunner().invoke(app, ["--version"])
+    assert done.exit_code == 0 and done.stdout.strip() == f"study {version('deep-unfolding-study')}"
+    shown = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "--install-completion" in shown.stdout and "--version" in shown.stdout  # README: "Shell completion"
