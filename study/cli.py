@@ -223,7 +223,7 @@ def results(
     except StudyInputError as error:
         fail(error.errors)
     if plot and runs:
-        fail(f"--plot: got {plot!r}, expected no --runs (the plot draws the aggregated table)")
+        fail(f"--plot: got {plot!r}, expected no --runs (the figure draws the aggregated table)")
     if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
         from study.client import results_frame_from_server
 
