@@ -1,5 +1,6 @@
 """The objectives of a sweep file: its metric (one, or a list for a multi-objective search) and its
-pruner, with the checks that tie them to the search method and the problem (study.spec uses these).
+pruner, with the checks that tie them to the search method and the problem (study.sweep_schema and
+study.sweep_checks use these).
 
     metric: {name: mse, goal: minimize}                                   # one metric
     metric: [{name: mse, goal: minimize}, {name: adam_steps, goal: minimize}]   # nsga2, tpe, random
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from study.errors import short
 
-MAX_STARTUP_TRIALS = 100_000  # as many as a search may have (study.spec.MAX_GRID_RUNS)
+MAX_STARTUP_TRIALS = 100_000  # as many as a search may have (study.sweep_schema.MAX_GRID_RUNS)
 MAX_OBJECTIVES = 4
 # The pruners and the settings each takes (Optuna's own defaults where a setting is absent).
 PRUNER_SETTINGS = {
