@@ -49,11 +49,36 @@ _WHERE = {
     "ServiceError": "study.client",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "Query",
+    "Report",
+    "RunPoint",
+    "ServiceError",
+    "StudyClient",
+    "StudyInputError",
+    "Sweep",
+    "SweepBusy",
+    "SweepNotFound",
+    "SweepStartRefused",
+    "SweepSummary",
+    "aggregate",
+    "answer",
+    "build_report",
+    "importances",
+    "list_sweeps",
+    "load_results",
+    "load_sweep",
+    "pareto_front",
+    "parse_query",
+    "point_means",
+    "stored_sweep",
+    "submit",
+    "sweep_status",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
+    if name not in __all__:  # the public face is __all__; a name only in _WHERE stays hidden
         raise AttributeError(f"module 'study' has no attribute {name!r}")
     value = getattr(importlib.import_module(_WHERE[name]), name)
     globals()[name] = value  # once loaded, a plain attribute

@@ -42,6 +42,10 @@ def test_the_public_face_covers_a_notebook_session():
                for error in ("StudyInputError", "SweepNotFound", "SweepBusy", "SweepStartRefused", "ServiceError"))
 
 
+def test_all_lists_each_name_once():
+    assert len(set(study.__all__)) == len(study.__all__)
+
+
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_thing"):
         study.no_such_thing  # noqa: B018
