@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from mlflow import MlflowClient
 
 from study.names import KIND_SWEEP
-from study.tracking import create_parent, now_ms, parent_order, experiment_id, store_directory, sweep_runs
+from study.tracking import create_parent, experiment_id, now_ms, parent_order, store_directory, sweep_runs
 
 
 class SweepStartRefused(RuntimeError):
@@ -31,6 +31,31 @@ START_RETRY_S = (0.5, 1.5, 3.0, 5.0)  # ~10 s in all: long enough for a migratio
 SETTLE_S = 1.0  # a second coordinator's parent run becomes visible within this (server stores)
 _PERMANENT = ("PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_PARAMETER_VALUE")
 LOCK_DIR = ".study-locks"  # beside an embedded store: its init lock, and the sweeps' leases (study.lease)
+
+
+@contextmanager
+def store_init_lock(tracking_uri: str) -> Iterator[None]:
+    """Around a process's first use of a SQLite store: one process at a time creates its tables."""
+    store = sqlite_file(tracking_uri)
+    if store is None:
+        yield
+        return
+    path = store.parent / LOCK_DIR / f"{store.name}.init.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite:/// tracking URI (relative to the working directory); None otherwise."""
+    if urlparse(tracking_uri).scheme != "sqlite":
+        return None
+    path = tracking_uri.removeprefix("sqlite:///")
+    return Path(path if path.startswith("/") else Path.cwd() / path)
 
 
 def sweep_start_command(sweep: Any) -> dict[str, Any]:
@@ -76,28 +101,3 @@ def start_parent(sweep: Any, tracking_uri: str) -> str:
     first_line = str(last).strip().splitlines()[0][:200] if str(last).strip() else ""
     raise SweepStartRefused(f"sweep {sweep.name}: the tracking store refused to create its parent run "
                             f"({type(last).__name__}: {first_line}); nothing was scheduled") from last
-
-
-@contextmanager
-def store_init_lock(tracking_uri: str) -> Iterator[None]:
-    """Around a process's first use of a SQLite store: one process at a time creates its tables."""
-    store = sqlite_file(tracking_uri)
-    if store is None:
-        yield
-        return
-    path = store.parent / LOCK_DIR / f"{store.name}.init.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
-def sqlite_file(tracking_uri: str) -> Path | None:
-    """The database file of a sqlite:/// tracking URI (relative paths from the working directory); None for other stores."""
-    if urlparse(tracking_uri).scheme != "sqlite":
-        return None
-    path = tracking_uri.removeprefix("sqlite:///")
-    return Path(path if path.startswith("/") else Path.cwd() / path)
