@@ -8,6 +8,7 @@ Public face:
     parse_query(group_by, metric, where, runs, labels) -> Query    the syntax, before any store is read
     answer(frame, query) -> DataFrame     frame = study.results.load_results(...); checked against it
     compact_cells(table, query) -> DataFrame of str                  the default table's cells
+    column_text(values) -> list[str]      a column of numbers without spread, digits as in that table
     POOLED_COLUMN                         the table's field naming what it pooled over, when it did
 
 Aggregation itself is study.results.aggregate (mean, std, count over seeds, failures).
@@ -269,6 +270,14 @@ def compact_cells(table: pd.DataFrame, query: Query) -> pd.DataFrame:
     if "pruned" in table.columns:
         cells["pruned"] = table["pruned"].astype(int).astype(str)
     return cells.reset_index(drop=True)
+
+
+def column_text(values: Sequence[float]) -> list[str]:
+    """One column of numbers without a spread (a Pareto front's means) as text, digits chosen for the column
+    as in the default table; – where missing."""
+    numbers = np.asarray(values, dtype=float)
+    text, _ = _column_formats(numbers, np.full(numbers.shape, np.nan))
+    return [text(v) if math.isfinite(v) else "–" for v in numbers]
 
 
 def _column_formats(means: np.ndarray, stds: np.ndarray):

@@ -26,7 +26,7 @@ import yaml
 from mlflow import MlflowClient
 
 from study import names, plots, sweep_plots
-from study.query import Query, compact_cells
+from study.query import Query, column_text, compact_cells
 from study.results import aggregate, load_results, parent_runs, pruned_mask, sweep_file_text
 from workers.specs import SPEC_CLASSES
 
@@ -246,7 +246,8 @@ def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.
             page.paragraph(f"No front: {error.args[0] if error.args else error}")
         else:
             page.paragraph(f"Same points as: study results {sweep} --pareto ({len(front)} of {len(points)} points)")
-            page.table(front)
+            shown = front.assign(**{name: column_text(front[name]) for name in names_})
+            page.table(shown)
             if len(points):
                 name = _save(out_dir, "pareto.png", plots.to_png(sweep_plots.pareto_figure(points, front, stored.metrics)), written)
                 page.image(name, f"{names_[0]} against {names_[1]}: finished points and the non-dominated ones")

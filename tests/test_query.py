@@ -159,6 +159,13 @@ def test_compact_cells_choose_digits_per_column(frame):
     assert cells["T"].tolist() == ["4", "8"] and cells["failed"].tolist() == ["0", "0"]
 
 
+
+def test_a_column_without_spread_gets_one_format():
+    # tiny values: scientific with 4 significant digits (the report's Pareto front), never 7.17188e-05
+    assert query.column_text([7.17188e-05, 1.2e-4, float("nan")]) == ["7.172e-05", "1.200e-04", "–"]
+    assert query.column_text([0.123456, 0.5]) == ["0.1235", "0.5000"]  # four digits at the median's scale
+
+
 # --- the same through the CLI, the API and the client ---------------------------------------------
 
 
