@@ -27,6 +27,8 @@ demo: $(STAMP)
 	@echo "MLflow UI:        $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlflow.db   (then open http://127.0.0.1:5000 and click Model training)"
 
 test: $(STAMP)
+	# The import contracts first (.importlinter: no cycles across layers, a light Ray task, pure workers/).
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -ra
 
 clean:

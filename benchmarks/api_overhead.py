@@ -66,8 +66,10 @@ def main() -> None:
             final = client.follow("bench-api", poll_s=0.05)
             api_s = time.perf_counter() - started
             assert final["state"] == "finished", final
-            health = latency_ms(client._http, "/healthz")
-            status = latency_ms(client._http, "/sweeps/bench-api")
+        # One reused connection, as StudyClient keeps one (its httpx.Client is its own business).
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+            health = latency_ms(http, "/healthz")
+            status = latency_ms(http, "/sweeps/bench-api")
 
         direct_store = f"sqlite:///{base / 'direct.db'}"
         submit(load_sweep(sweep_text("warm-direct", 2) + "\n"), tracking_uri=direct_store)

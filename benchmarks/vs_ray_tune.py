@@ -83,22 +83,22 @@ def sequential(uri: str, name: str, fixed: dict, runs: int) -> None:
     client = MlflowClient(uri)
     start = tracking.apply_sweep_start(client, uri, {
         "sweep": name, "experiment": name, "method": "grid", "params": flatten(sweep.model_dump(mode="json", exclude_none=True)),
-        "sweep_text": sweep.source_text, "time_ms": tracking._now_ms()})
+        "sweep_text": sweep.source_text, "time_ms": tracking.now_ms()})
     exp_id, parent_id = start.experiment_id, start.parent_id
     run_s = log_s = 0.0
     for point in sweep.expand():
-        end_ms = tracking._now_ms()
+        end_ms = tracking.now_ms()
         started = time.perf_counter()
         record = run(point.params).as_record()
         assert record["status"] == "FINISHED", record["reason"]
         ran = time.perf_counter()
         tracking.apply_run(client, uri, exp_id, parent_id, {
             "op": "run", "sweep": name, "run_key": point.run_key, "record": record, "attempt": 1, "trial": None,
-            "node": None, "start_ms": end_ms, "end_ms": tracking._now_ms()})
+            "node": None, "start_ms": end_ms, "end_ms": tracking.now_ms()})
         run_s, log_s = run_s + ran - started, log_s + time.perf_counter() - ran
     print(f"  sequential: {1000 * run_s / runs:.1f} ms per run computing, {1000 * log_s / runs:.1f} ms per run "
           f"writing to MLflow", flush=True)
-    tracking.apply_sweep_end(client, parent_id, {"status": "FINISHED", "metrics": {"runs_finished": runs}, "time_ms": tracking._now_ms()})
+    tracking.apply_sweep_end(client, parent_id, {"status": "FINISHED", "metrics": {"runs_finished": runs}, "time_ms": tracking.now_ms()})
 
 
 def _trainable(config: dict) -> None:

@@ -1,0 +1,102 @@
+"""Deep-unfolding studies: sweeps on Ray, recorded in MLflow, searched with Optuna.
+
+What a notebook needs, all importable from here:
+
+    sweep = study.load_sweep("configs/quick.yaml")          # a validated Sweep (StudyInputError otherwise)
+    summary = study.submit(sweep)                           # run it (resumes: FINISHED points are skipped)
+    frame = study.load_results("quick")                     # one row per run point
+    table = study.aggregate(frame, ["T", "kappa"], ["root_error"])     # mean, std, count over seeds
+    table = study.answer(frame, study.parse_query("T,kappa", "root_error", where="n=64"))
+    study.sweep_status("quick"); study.list_sweeps()
+    study.build_report("quick", "report-quick")             # the HTML page and its figures
+    study.pareto_front(frame, study.stored_sweep("front")); study.importances(sweep, frame)
+    with study.StudyClient("http://host:8000") as client: ...   # the same over `study serve`
+
+Names load lazily (PEP 562): `import study` imports none of Ray, MLflow, Optuna, pandas or matplotlib,
+so a Ray worker that imports study.task pays only for what that module needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the module that defines it today (the modules move into subpackages; these names stay).
+_WHERE = {
+    "load_sweep": "study.spec",
+    "Sweep": "study.spec",
+    "RunPoint": "study.spec",
+    "submit": "study.coordinator",
+    "SweepSummary": "study.coordinator",
+    "load_results": "study.results",
+    "aggregate": "study.results",
+    "sweep_status": "study.results",
+    "list_sweeps": "study.results",
+    "parse_query": "study.query",
+    "answer": "study.query",
+    "Query": "study.query",
+    "build_report": "study.report",
+    "Report": "study.report",
+    "stored_sweep": "study.insight",
+    "point_means": "study.insight",
+    "pareto_front": "study.insight",
+    "importances": "study.insight",
+    "StudyClient": "study.client",
+    "StudyInputError": "study.errors",
+    "SweepNotFound": "study.results",
+    "SweepBusy": "study.lease",
+    "SweepStartRefused": "study.sweep_start",
+    "ServiceError": "study.client",
+}
+
+__all__ = [
+    "Query",
+    "Report",
+    "RunPoint",
+    "ServiceError",
+    "StudyClient",
+    "StudyInputError",
+    "Sweep",
+    "SweepBusy",
+    "SweepNotFound",
+    "SweepStartRefused",
+    "SweepSummary",
+    "aggregate",
+    "answer",
+    "build_report",
+    "importances",
+    "list_sweeps",
+    "load_results",
+    "load_sweep",
+    "pareto_front",
+    "parse_query",
+    "point_means",
+    "stored_sweep",
+    "submit",
+    "sweep_status",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:  # the public face is __all__; a name only in _WHERE stays hidden
+        raise AttributeError(f"module 'study' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; nothing of it runs
+    from study.client import ServiceError, StudyClient
+    from study.coordinator import SweepSummary, submit
+    from study.errors import StudyInputError
+    from study.insight import importances, pareto_front, point_means, stored_sweep
+    from study.lease import SweepBusy
+    from study.query import Query, answer, parse_query
+    from study.report import Report, build_report
+    from study.results import SweepNotFound, aggregate, list_sweeps, load_results, sweep_status
+    from study.spec import RunPoint, Sweep, load_sweep
+    from study.sweep_start import SweepStartRefused

@@ -26,7 +26,7 @@ from study.errors import StudyInputError
 from study.read_cache import FinishedSweeps
 from study.service import STORE_STATES, ServiceConfig, SweepService
 
-log = logging.getLogger("study.api")
+log = logging.getLogger(__name__)
 
 TOKEN_ENV = "STUDY_API_TOKEN"
 class BodySizeLimit:

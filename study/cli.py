@@ -14,17 +14,18 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from study.cli_output import emit, fail, plot_results, show_results
+from study.cli_output import emit, fail, plot_results, show_results, show_version
 from study.errors import StudyInputError, describe_validation_error
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress bars garble the terminal
 
 EXIT_WRITES_PENDING = 75  # EX_TEMPFAIL: the store was down; the journal keeps the writes for a resubmission
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Deep-unfolding study service.")
+app = typer.Typer(no_args_is_help=True, help="Deep-unfolding study service.")  # --install-completion: README
 
 
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
     """Deep-unfolding study service: sweeps of DUGD / PSOR runs on Ray, tracked in MLflow."""
     # `kill -USR1 PID` prints every thread's stack to stderr: how to see where a stuck coordinator waits.
     try:
@@ -222,7 +223,7 @@ def results(
     except StudyInputError as error:
         fail(error.errors)
     if plot and runs:
-        fail(f"--plot: got {plot!r}, expected no --runs (the plot draws the aggregated table)")
+        fail(f"--plot: got {plot!r}, expected no --runs (the figure draws the aggregated table)")
     if server:  # the same table, computed by `study serve` (token from $STUDY_API_TOKEN)
         from study.client import results_frame_from_server
 

@@ -11,6 +11,20 @@ from typing import Any
 import typer
 
 
+def show_version(value: bool) -> None:
+    """`study --version`: the installed package's version, then exit."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("deep-unfolding-study")
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        installed = "unknown (not installed; pip install -e .)"
+    typer.echo(f"study {installed}")
+    raise typer.Exit()
+
+
 def fail(lines: list[str] | str, code: int = 2) -> None:
     """Print one line per error to stderr and exit (2 for bad input)."""
     for line in [lines] if isinstance(lines, str) else lines:

@@ -15,7 +15,8 @@ class StudyInputError(ValueError):
         super().__init__("\n".join(errors))
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short(value: Any, limit: int = 60) -> str:
+    """repr(value), clipped to `limit` characters: how a value appears in an error line."""
     try:
         text = repr(value)
     except (ValueError, RecursionError):  # an int past Python's 4300-digit repr limit; absurd nesting
@@ -27,7 +28,7 @@ def key_text(key: Any, limit: int = 60) -> str:
     """A key as it appears in an error line: as written when printable, else its repr (so a key with
     a line break cannot split the line); clipped like values."""
     text = str(key)
-    return text if text.isprintable() and len(text) <= limit else _short(text, limit)
+    return text if text.isprintable() and len(text) <= limit else short(text, limit)
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> list[str]:
@@ -37,12 +38,12 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> list[
         location = ".".join(key_text(part) for part in item["loc"] if not _is_union_tag(part))
         key = f"{prefix}{location}" if location else prefix.rstrip(".") or "input"
         if item["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key (value {_short(item.get('input'))})")
+            lines.append(f"{key}: unknown key (value {short(item.get('input'))})")
             continue
         expected = item["msg"]
         for lead in ("Input should be ", "Value error, ", "Assertion failed, "):
             expected = expected.removeprefix(lead)
-        lines.append(f"{key}: got {_short(item.get('input'))}, expected {expected}")
+        lines.append(f"{key}: got {short(item.get('input'))}, expected {expected}")
     return lines
 
 

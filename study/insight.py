@@ -1,5 +1,6 @@
 """What a finished sweep says beyond its table: the Pareto front of a multi-objective sweep, and which
-parameter mattered (fANOVA importances), for search sweeps and grids alike.
+parameter mattered (fANOVA importances), for search sweeps and grids alike. Their figures are in
+study.sweep_plots (pareto_figure, importance_figure).
 
 Public face:
     stored_sweep(sweep, tracking_uri=None) -> Sweep        the sweep file logged on its parent run
@@ -29,13 +30,12 @@ IMPORTANCE_SEED = 0  # fANOVA fits a random forest: a fixed seed gives the same 
 
 def stored_sweep(sweep: str, tracking_uri: str | None = None) -> Sweep:
     """The sweep as submitted (its sweep.yaml on the parent run); raises SweepNotFound, LookupError."""
-    from study.report import _sweep_file
-    from study.results import parent_runs, SweepNotFound
+    from study.results import SweepNotFound, parent_runs, sweep_file_text
 
     parents = parent_runs(tracking_uri, sweep)
     if parents.empty:
         raise SweepNotFound(f"sweep {sweep!r}: no such sweep in the tracking store")
-    text = _sweep_file(str(parents.iloc[-1]["run_id"]))
+    text = sweep_file_text(str(parents.iloc[-1]["run_id"]))
     if not text:
         raise LookupError(f"sweep {sweep!r}: its parent run has no sweep file, so its metrics and space are unknown")
     stored = load_sweep(text)
@@ -183,39 +183,4 @@ def importances(sweep: Sweep, frame: pd.DataFrame, tracking_uri: str | None = No
     return table.sort_values("importance", ascending=False).reset_index(drop=True), f"{name}: {source}"
 
 
-# --- figures for the report page ----------------------------------------------------------------
-
-
-def pareto_figure(points: pd.DataFrame, front: pd.DataFrame, metrics: list[Metric]) -> Any:
-    """Every finished point (mean over seeds) in the plane of the first two metrics, the front joined."""
-    from study.plots import log_axis, new_figure
-
-    x, y = metrics[0].name, metrics[1].name
-    figure = new_figure()
-    axes = figure.subplots()
-    axes.scatter(points[x], points[y], s=14, color="0.6", label=f"finished points ({len(points)})")
-    ordered_front = front.sort_values(x)
-    over = "" if len(metrics) == 2 else f" over all {len(metrics)} metrics"
-    axes.plot(ordered_front[x], ordered_front[y], marker="o", color="C3", linewidth=1.2 if len(metrics) == 2 else 0,
-              label=f"non-dominated{over} ({len(front)})", drawstyle="steps-post" if len(metrics) == 2 else "default")
-    for axis, name in (("x", x), ("y", y)):
-        values = points[name].to_numpy(dtype=float)
-        if len(values) and np.all(values > 0) and values.max() / values.min() > 20:
-            log_axis(axes, axis)
-    axes.set(xlabel=f"{x} ({metrics[0].goal})", ylabel=f"{y} ({metrics[1].goal})", title=f"Pareto front: {x} vs {y}")
-    axes.legend(fontsize=7)
-    return figure
-
-
-def importance_figure(table: pd.DataFrame, title: str) -> Any:
-    from study.plots import new_figure
-
-    figure = new_figure(height=max(2.0, 0.5 + 0.35 * len(table)))
-    axes = figure.subplots()
-    shown = table.iloc[::-1]
-    axes.barh(shown["parameter"].astype(str), shown["importance"], color="C0")
-    axes.set(xlabel="importance (sums to 1)", xlim=(0, 1), title=title)
-    return figure
-
-
-__all__ = ["importance_figure", "importances", "pareto_figure", "non_dominated", "pareto_front", "point_means", "points_study", "stored_sweep"]
+__all__ = ["importances", "non_dominated", "pareto_front", "point_means", "points_study", "stored_sweep"]

@@ -9,9 +9,9 @@ Which mechanism covers which case:
   gets it at once (no expiry). The file holds the holder as JSON (host, pid, since) for the
   refusal. Not covered: one SQLite file shared by several hosts over a network filesystem (flock
   is unreliable there, and so is SQLite). The first use of a SQLite store in a process is also
-  serialised, with a blocking flock on <store file>.init.lock (store_init_lock): MLflow migrates a
-  fresh store on first use, and two migrations at once leave it broken, even for two different
-  sweeps.
+  serialised, with a blocking flock on <store file>.init.lock (study.sweep_start.store_init_lock):
+  MLflow migrates a fresh store on first use, and two migrations at once leave it broken, even for
+  two different sweeps.
 - Server and database stores (http(s)://, postgresql://, ...): tags on the sweep's parent run, one
   per claimant (names.TAG_LEASE_PREFIX + holder id; JSON value: host, pid, since, heartbeat, state).
   It covers coordinators on different hosts and Ray clusters that share the store. A claimant that
@@ -35,19 +35,20 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from mlflow import MlflowClient
+
 from study import names
+from study.sweep_start import LOCK_DIR, SweepStartRefused, sqlite_file, start_parent
 
 log = logging.getLogger(__name__)
 
 SETTLE_S = 1.0
 WAIT_POLL_S = 1.0
-LOCK_DIR = ".study-locks"
 
 
 def ttl_s() -> float:
@@ -93,33 +94,9 @@ def acquire(sweep: Any, tracking_uri: str, *, wait: bool = False,
             time.sleep(WAIT_POLL_S)
 
 
-@contextmanager
-def store_init_lock(tracking_uri: str) -> Iterator[None]:
-    """Around a process's first use of a SQLite store: one process at a time creates its tables."""
-    store = _sqlite_file(tracking_uri)
-    if store is None:
-        yield
-        return
-    path = store.parent / LOCK_DIR / f"{store.name}.init.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
-def _sqlite_file(tracking_uri: str) -> Path | None:
-    if urlparse(tracking_uri).scheme != "sqlite":
-        return None
-    path = tracking_uri.removeprefix("sqlite:///")
-    return Path(path if path.startswith("/") else Path.cwd() / path)
-
-
 def _lease_for(sweep: Any, tracking_uri: str) -> "FileLease | TagLease":
     sweep_name = sweep.name
-    parsed, store = urlparse(tracking_uri), _sqlite_file(tracking_uri)
+    parsed, store = urlparse(tracking_uri), sqlite_file(tracking_uri)
     if store is not None:
         return FileLease(sweep_name, store)
     if parsed.scheme in ("", "file"):
@@ -140,8 +117,6 @@ class FileLease:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
         except OSError as error:  # the store's directory is unusable: so is the store
-            from study.sweep_start import SweepStartRefused
-
             raise SweepStartRefused(f"sweep {self.sweep_name}: cannot lock it beside its store ({type(error).__name__}: "
                                     f"{error.strerror or error}); nothing was scheduled") from error
         try:
@@ -205,13 +180,9 @@ class TagLease:
         self._client.set_tag(self._parent_id, self.key, json.dumps(self._me))
 
     def try_acquire(self) -> None:
-        from mlflow import MlflowClient
-
-        from study import sweep_start
-
         self._client = MlflowClient(self.uri)
         if self._parent_id is None:
-            self._parent_id = sweep_start.start_parent(self.sweep, self.uri)
+            self._parent_id = start_parent(self.sweep, self.uri)
         others = {key: claim for key, claim in self._claims().items() if key != self.holder_id}
         if others:
             raise SweepBusy(self.sweep_name, _first(others)[1], self._expiry())

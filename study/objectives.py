@@ -1,5 +1,6 @@
 """The objectives of a sweep file: its metric (one, or a list for a multi-objective search) and its
-pruner, with the checks that tie them to the search method and the problem (study.spec uses these).
+pruner, with the checks that tie them to the search method and the problem (study.sweep_schema and
+study.sweep_checks use these).
 
     metric: {name: mse, goal: minimize}                                   # one metric
     metric: [{name: mse, goal: minimize}, {name: adam_steps, goal: minimize}]   # nsga2, tpe, random
@@ -13,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from study.errors import _short
+from study.errors import short
 
-MAX_STARTUP_TRIALS = 100_000  # as many as a search may have (study.spec.MAX_GRID_RUNS)
+MAX_STARTUP_TRIALS = 100_000  # as many as a search may have (study.sweep_schema.MAX_GRID_RUNS)
 MAX_OBJECTIVES = 4
 # The pruners and the settings each takes (Optuna's own defaults where a setting is absent).
 PRUNER_SETTINGS = {
@@ -72,7 +73,7 @@ def check_objectives(sweep: Any) -> list[str]:
     """Metric lists and pruners: what each search method and pruner can do."""
     errors = []
     names = [m.name for m in sweep.objectives]
-    shown = _short([m.model_dump() for m in sweep.objectives])
+    shown = short([m.model_dump() for m in sweep.objectives])
     if len(set(names)) != len(names):
         errors.append(f"metric: got {shown}, expected distinct metric names")
     if sweep.is_multi_objective and sweep.method == "cmaes":
@@ -89,6 +90,6 @@ def check_objectives(sweep: Any) -> list[str]:
             errors.append(f"{pruner} for problem {sweep.problem}, expected a problem that reports checkpoints "
                           f"({', '.join(CHECKPOINTED_PROBLEMS)})")
         elif sweep.problem == "psor" and sweep.parameters.get("omega", "chebyshev") != "learned":
-            errors.append(f"{pruner} for psor with omega {_short(sweep.parameters.get('omega', 'chebyshev'))}, "
+            errors.append(f"{pruner} for psor with omega {short(sweep.parameters.get('omega', 'chebyshev'))}, "
                           "expected omega: learned (only training reports checkpoints)")
     return errors

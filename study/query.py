@@ -8,6 +8,7 @@ Public face:
     parse_query(group_by, metric, where, runs, labels) -> Query    the syntax, before any store is read
     answer(frame, query) -> DataFrame     frame = study.results.load_results(...); checked against it
     compact_cells(table, query) -> DataFrame of str                  the default table's cells
+    column_text(values) -> list[str]      a column of numbers without spread, digits as in that table
     POOLED_COLUMN                         the table's field naming what it pooled over, when it did
 
 Aggregation itself is study.results.aggregate (mean, std, count over seeds, failures).
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from study.errors import StudyInputError, _short
+from study.errors import StudyInputError, short
 from workers.specs import SPEC_CLASSES
 
 # How each front end names the query's fields in its error lines.
@@ -37,7 +38,7 @@ _NOT_AXES = {"seed", "problem"}  # the replicate axis, and one problem per sweep
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _CLAUSE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*")
 _ORDER = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
-_WHERE_FORM = "KEY=VALUE (or VALUE|VALUE), KEY!=VALUE, or KEY<, <=, >, >= NUMBER, comma-separated"
+WHERE_FORM = "KEY=VALUE (or VALUE|VALUE), KEY!=VALUE, or KEY<, <=, >, >= NUMBER, comma-separated"
 _LISTED = 12  # names listed in an error line before "..."
 
 
@@ -96,13 +97,13 @@ def _names(values: list[str], label: str, errors: list[str]) -> list[str]:
         return []
     items = [item.strip() for value in values for item in value.split(",")]
     if any(not item for item in items):
-        errors.append(f"{label}: got {_short(text)}, expected comma-separated names (one of them is empty)")
+        errors.append(f"{label}: got {short(text)}, expected comma-separated names (one of them is empty)")
     for item in items:
         if item and not _NAME.fullmatch(item):
-            errors.append(f"{label}: got {_short(item)}, expected a column name (letters, digits, '_', '.', '-')")
+            errors.append(f"{label}: got {short(item)}, expected a column name (letters, digits, '_', '.', '-')")
     repeated = [item for item in dict.fromkeys(items) if item and items.count(item) > 1]
     if repeated:
-        errors.append(f"{label}: got {_short(text)}, expected each name once ({', '.join(repeated)} repeated)")
+        errors.append(f"{label}: got {short(text)}, expected each name once ({', '.join(repeated)} repeated)")
     return [item for item in dict.fromkeys(items) if item]
 
 
@@ -115,19 +116,19 @@ def _conditions(values: list[str], label: str, errors: list[str]) -> list[Condit
         match = _CLAUSE.fullmatch(clause)
         raw = match.group(3) if match else ""
         if not match or not raw or any(op in raw for op in "<>=!"):
-            errors.append(f"{label}: got {_short(clause.strip() or text)}, expected {_WHERE_FORM}")
+            errors.append(f"{label}: got {short(clause.strip() or text)}, expected {WHERE_FORM}")
             continue
         key, op = match.group(1), "=" if match.group(2) == "==" else match.group(2)
         options = tuple(option.strip() for option in raw.split("|")) if op in ("=", "!=") else (raw,)
         if any(not option for option in options):
-            errors.append(f"{label}: got {_short(clause.strip())}, expected a value on each side of '|'")
+            errors.append(f"{label}: got {short(clause.strip())}, expected a value on each side of '|'")
             continue
         if op in _ORDER and _number(raw) is None:
-            errors.append(f"{label}: got {_short(clause.strip())}, expected a number after {op}")
+            errors.append(f"{label}: got {short(clause.strip())}, expected a number after {op}")
             continue
         condition = Condition(key, op, options, f"{key}{op}{'|'.join(options)}")
         if condition in conditions:
-            errors.append(f"{label}: got {_short(text)}, expected each condition once ({condition.text} repeated)")
+            errors.append(f"{label}: got {short(text)}, expected each condition once ({condition.text} repeated)")
             continue
         conditions.append(condition)
     return conditions
@@ -269,6 +270,14 @@ def compact_cells(table: pd.DataFrame, query: Query) -> pd.DataFrame:
     if "pruned" in table.columns:
         cells["pruned"] = table["pruned"].astype(int).astype(str)
     return cells.reset_index(drop=True)
+
+
+def column_text(values: Sequence[float]) -> list[str]:
+    """One column of numbers without a spread (a Pareto front's means) as text, digits chosen for the column
+    as in the default table; – where missing."""
+    numbers = np.asarray(values, dtype=float)
+    text, _ = _column_formats(numbers, np.full(numbers.shape, np.nan))
+    return [text(v) if math.isfinite(v) else "–" for v in numbers]
 
 
 def _column_formats(means: np.ndarray, stds: np.ndarray):

@@ -6,8 +6,9 @@ Public face:
     swept_axes(frame, order=()) -> list[str]
 
 The page holds the sweep file and its counts, the aggregated table (exactly study.results.aggregate over
-the swept axes, the numbers `study results` prints), heatmaps of the metric, the metric against each swept
-axis, the step overlays of the runs with the largest and smallest metric, and the failures with reasons.
+the swept axes, in the cells `study results` prints: mean ± std (count), study.query.compact_cells),
+heatmaps of the metric, the metric against each swept axis, the step overlays of the runs with the
+largest and smallest metric, and the failures with reasons.
 Every piece of text goes through html.escape (pandas escapes its tables itself).
 """
 
@@ -25,7 +26,8 @@ import yaml
 from mlflow import MlflowClient
 
 from study import names, plots, sweep_plots
-from study.results import aggregate, load_results, parent_runs, pruned_mask
+from study.query import Query, column_text, compact_cells
+from study.results import aggregate, load_results, parent_runs, pruned_mask, sweep_file_text
 from workers.specs import SPEC_CLASSES
 
 REPORT_ARTIFACT_DIR = "report"
@@ -56,13 +58,6 @@ def swept_axes(frame: pd.DataFrame, order: Sequence[str] = ()) -> list[str]:
     varying = [name for name in present if frame[name].nunique(dropna=False) > 1]
     ranked = [name for name in order if name in varying]
     return ranked + [name for name in varying if name not in ranked]
-
-
-def _sweep_file(parent_run_id: str) -> str | None:
-    try:
-        return mlflow.artifacts.load_text(f"runs:/{parent_run_id}/{names.SWEEP_FILE_ARTIFACT}")
-    except Exception:  # noqa: BLE001 - an older or hand-made sweep may lack it; the page says so
-        return None
 
 
 def _sweep_parameter_order(sweep_text: str | None) -> list[str]:
@@ -120,8 +115,9 @@ class _Page:
     def code(self, text: str) -> None:
         self.parts.append(f"<pre>{html.escape(text)}</pre>")
 
-    def table(self, frame: pd.DataFrame) -> None:
-        self.parts.append(frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda v: f"{v:.6g}"))
+    def table(self, frame: pd.DataFrame, css: str | None = None) -> None:
+        self.parts.append(frame.to_html(index=False, escape=True, na_rep="—", float_format=lambda v: f"{v:.6g}",
+                                        classes=css))
 
     def image(self, name: str, caption: str) -> None:
         source = html.escape(name, quote=True)
@@ -154,7 +150,7 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         fields = sorted(c for c in frame.columns if c not in {"run_id", "run_key", "status", "reason", *PARAMETER_NAMES})
         raise KeyError(f"--metric: got {metric!r}, expected a result field of this sweep ({', '.join(fields)})")
     parent_id = str(parent_runs(tracking_uri, sweep).iloc[0]["run_id"])
-    sweep_text = _sweep_file(parent_id)
+    sweep_text = sweep_file_text(parent_id)
     swept = swept_axes(frame, _sweep_parameter_order(sweep_text))
     counts = {
         "runs": int(len(frame)),
@@ -185,7 +181,8 @@ def build_report(sweep: str, out_dir: str | Path, metric: str = "root_error", x:
         report.table = aggregate(frame, swept, [metric])
         report.table.to_csv(out_dir / "table.csv", index=False)
         page.paragraph(f"Same numbers as: study results {sweep} --group-by {','.join(swept)} --metric {metric}")
-        page.table(report.table)
+        # The cells `study results` prints (mean ± std (count), digits per column); table.csv keeps every digit.
+        page.table(compact_cells(report.table, Query(group_by=swept, metrics=[metric])), css="results")
         _figures(page, frame, metric, x, y, panel, swept, out_dir, report.figures)
     else:
         page.paragraph(f"No run reported {metric}; nothing to aggregate or plot.")
@@ -249,9 +246,10 @@ def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.
             page.paragraph(f"No front: {error.args[0] if error.args else error}")
         else:
             page.paragraph(f"Same points as: study results {sweep} --pareto ({len(front)} of {len(points)} points)")
-            page.table(front)
+            shown = front.assign(**{name: column_text(front[name]) for name in names_})
+            page.table(shown)
             if len(points):
-                name = _save(out_dir, "pareto.png", plots.to_png(insight.pareto_figure(points, front, stored.metrics)), written)
+                name = _save(out_dir, "pareto.png", plots.to_png(sweep_plots.pareto_figure(points, front, stored.metrics)), written)
                 page.image(name, f"{names_[0]} against {names_[1]}: finished points and the non-dominated ones")
     target = metric if metric in frame.columns else stored.metric.name
     page.heading(f"Which parameter mattered for {target}")
@@ -263,7 +261,7 @@ def _insight_section(page: _Page, sweep: str, sweep_text: str | None, frame: pd.
     page.paragraph(f"fANOVA importances from {source}; same as: study results {sweep} --importance --metric {target}")
     page.table(table)
     name = _save(out_dir, f"importance_{_safe_name(target)}.png",
-                 plots.to_png(insight.importance_figure(table, f"importance for {target}")), written)
+                 plots.to_png(sweep_plots.importance_figure(table, f"importance for {target}")), written)
     page.image(name, f"parameter importance for {target}")
 
 

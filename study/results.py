@@ -5,6 +5,7 @@ Public face:
     aggregate(frame, group_by, metrics) -> DataFrame      mean / std / count over seeds, failures
     sweep_status(sweep, tracking_uri=None) -> dict        counts by state
     list_sweeps(tracking_uri=None) -> DataFrame           every sweep in the store
+    sweep_file_text(parent_run_id) -> str | None          the sweep file logged on a parent run
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from study.names import is_pruned_reason
 from study.names import KIND_RUN, KIND_SWEEP, TAG_KIND as KIND_TAG, TAG_REASON as REASON_TAG, TAG_RUN_KEY as RUN_KEY_TAG
 from study.names import TAG_SWEEP_ID as SWEEP_TAG
 from study import results_table
-from study.names import METRIC_RESULTS_ROWS, TAG_RESULTS_GENERATION
+from study.names import METRIC_RESULTS_ROWS, SWEEP_FILE_ARTIFACT, TAG_RESULTS_GENERATION
 
 
 class SweepNotFound(LookupError):
@@ -55,6 +56,14 @@ def parent_runs(tracking_uri: str | None = None, sweep: str | None = None) -> pd
             if not found.empty:
                 return found
     return mlflow.search_runs(search_all_experiments=True, filter_string=query, order_by=["attributes.start_time DESC"])
+
+
+def sweep_file_text(parent_run_id: str) -> str | None:
+    """The sweep file as submitted (the parent run's sweep.yaml artifact); None where it is missing."""
+    try:
+        return mlflow.artifacts.load_text(f"runs:/{parent_run_id}/{SWEEP_FILE_ARTIFACT}")
+    except Exception:  # noqa: BLE001 - an older or hand-made sweep may lack it; callers say so
+        return None
 
 
 def load_results(sweep: str, tracking_uri: str | None = None, *, from_store: bool = False) -> pd.DataFrame:

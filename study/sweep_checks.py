@@ -10,10 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from study.errors import _short as short
-from study.errors import describe_validation_error, key_text
+from study.errors import describe_validation_error, key_text, short
 from study.objectives import check_objectives
-from study.spec import _SCALAR, MAX_GRID_RUNS, MAX_SEED, Distribution, Sweep
+from study.sweep_schema import MAX_GRID_RUNS, MAX_SEED, SCALAR_TYPES, Distribution, Sweep, grid_size
 
 def check_method(sweep: Sweep) -> list[str]:
     errors = []
@@ -72,7 +71,7 @@ def check_parameters(sweep: Sweep, full_points: bool = True) -> list[str]:
 
 def _check_value(model: type, problem: str, key: str, value: Any) -> list[str]:
     prefix = f"parameters.{key_text(key)}"
-    if isinstance(value, (list, dict)) or not (value is None or isinstance(value, _SCALAR)):
+    if isinstance(value, (list, dict)) or not (value is None or isinstance(value, SCALAR_TYPES)):
         return [f"{prefix}: got {short(value)}, expected a scalar value"]
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{prefix}: got {value}, expected a finite number"]
@@ -125,6 +124,3 @@ def _check_points(sweep: Sweep) -> list[str]:
                 break
     return list(dict.fromkeys(errors))
 
-
-def grid_size(axes: dict[str, list[Any]]) -> int:
-    return math.prod(len(v) for v in axes.values())

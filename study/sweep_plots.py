@@ -4,6 +4,8 @@ Public face:
     heatmap_figure(frame, metric, x, y, panel) -> Figure       mean over seeds, one panel per value of `panel`
     metric_lines_figure(table, axis, metric) -> Figure          an aggregate() table: mean ± std against `axis`
     metric_by_axis_figure(frame, metric, axis, swept) -> Figure  the same from the raw frame, lines per other axes
+    pareto_figure(points, front, metrics) -> Figure              study.insight's points and front, first two metrics
+    importance_figure(table, title) -> Figure                    study.insight.importances as bars
 
 All numbers come from study.results.aggregate, so a figure shows exactly what `study results` prints.
 Axes that are missing from the frame, or hold a single value, collapse to one row / column / panel.
@@ -20,7 +22,8 @@ import pandas as pd
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from study.plots import log_axis, new_figure
+from study.objectives import Metric
+from study.plots import integer_x, log_axis, new_figure
 from study.results import aggregate
 
 _ALL = "(all)"
@@ -103,7 +106,8 @@ def _limits(values: np.ndarray) -> tuple[float | None, float | None]:
 
 def metric_lines_figure(table: pd.DataFrame, axis: str, metric: str, title: str | None = None) -> Figure:
     """Mean ± std (over seeds) of an aggregate() table against `axis`; one line per value of the other
-    group-by columns. Numeric axes get a numeric (log when spread) x; others are categorical."""
+    group-by columns. Numeric axes get a numeric x: log when it spans a decade, integer ticks when its
+    values are whole numbers; others are categorical."""
     mean, std = f"{metric}_mean", f"{metric}_std"
     others = [c for c in table.columns if c not in {axis, "failed"} and not c.startswith(f"{metric}_")
               and not any(c.endswith(s) for s in ("_mean", "_std", "_count"))]
@@ -120,8 +124,11 @@ def metric_lines_figure(table: pd.DataFrame, axis: str, metric: str, title: str 
         label = ", ".join(f"{name}={_label(value)}" for name, value in zip(others, key)) or metric
         axes.errorbar(x_values[order], group[mean].to_numpy()[order], yerr=group[std].fillna(0).to_numpy()[order],
                       marker="o", markersize=4, capsize=3, linewidth=1.2, label=label)
-    if numeric and _is_positive_spread(table[axis].to_numpy(dtype=np.float64)):
+    x_all = table[axis].dropna().to_numpy(dtype=np.float64) if numeric else np.array([])
+    if numeric and _is_positive_spread(x_all):  # spans a decade or more (kappa, lr): log
         log_axis(axes, "x")
+    elif numeric and np.all(x_all == np.round(x_all)):  # whole numbers (T, n): no 4.5 layers
+        integer_x(axes)
     if not numeric:
         axes.set_xticks(list(positions.values()), [_label(v) for v in positions])
     if _is_positive_spread(table[mean].to_numpy(dtype=np.float64)):
@@ -141,3 +148,32 @@ def metric_by_axis_figure(frame: pd.DataFrame, metric: str, axis: str, swept: Se
         return metric_lines_figure(aggregate(frame, [axis], [metric]), axis, metric,
                                    title=f"{metric} by {axis} (mean ± std over seeds and other axes)")
     return metric_lines_figure(table, axis, metric)
+
+
+def pareto_figure(points: pd.DataFrame, front: pd.DataFrame, metrics: list[Metric]) -> Figure:
+    """Every finished point (mean over seeds) in the plane of the first two metrics, the front joined."""
+    x, y = metrics[0].name, metrics[1].name
+    figure = new_figure()
+    axes = figure.subplots()
+    axes.scatter(points[x], points[y], s=14, color="0.6", label=f"finished points ({len(points)})")
+    ordered_front = front.sort_values(x)
+    over = "" if len(metrics) == 2 else f" over all {len(metrics)} metrics"
+    axes.plot(ordered_front[x], ordered_front[y], marker="o", color="C3", linewidth=1.2 if len(metrics) == 2 else 0,
+              label=f"non-dominated{over} ({len(front)})", drawstyle="steps-post" if len(metrics) == 2 else "default")
+    for axis, name in (("x", x), ("y", y)):
+        values = points[name].to_numpy(dtype=float)
+        if len(values) and np.all(values > 0) and values.max() / values.min() > 20:
+            log_axis(axes, axis)
+    axes.set(xlabel=f"{x} ({metrics[0].goal})", ylabel=f"{y} ({metrics[1].goal})", title=f"Pareto front: {x} vs {y}")
+    axes.legend(fontsize=7)
+    return figure
+
+
+def importance_figure(table: pd.DataFrame, title: str) -> Figure:
+    """Parameter importances (a table of parameter, importance) as horizontal bars, largest on top."""
+    figure = new_figure(height=max(2.0, 0.5 + 0.35 * len(table)))
+    axes = figure.subplots()
+    shown = table.iloc[::-1]
+    axes.barh(shown["parameter"].astype(str), shown["importance"], color="C0")
+    axes.set(xlabel="importance (sums to 1)", xlim=(0, 1), title=title)
+    return figure

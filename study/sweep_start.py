@@ -1,18 +1,25 @@
 """The sweep's parent run, found or created in the coordinator's own thread before anything is
 scheduled (issue 12: never run a sweep whose parent-run write was refused). Brief retries cover a
 store that is migrating, locked or starting; a refusal is one line and nothing is journaled.
-The writer (study.writer) later applies the journaled sweep_start to this same parent run."""
+The writer (study.writer) later applies the journaled sweep_start to this same parent run.
+A fresh SQLite store is created under store_init_lock, beside it in LOCK_DIR (the sweeps' leases,
+study.lease, live there too)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from mlflow import MlflowClient
 
-from study.lease import store_init_lock
 from study.names import KIND_SWEEP
-from study.tracking import _create_parent, _now_ms, _parent_order, experiment_id, store_directory, sweep_runs
+from study.tracking import create_parent, experiment_id, now_ms, parent_order, store_directory, sweep_runs
 
 
 class SweepStartRefused(RuntimeError):
@@ -23,6 +30,32 @@ START_TRIES = 5
 START_RETRY_S = (0.5, 1.5, 3.0, 5.0)  # ~10 s in all: long enough for a migration or a lock to pass
 SETTLE_S = 1.0  # a second coordinator's parent run becomes visible within this (server stores)
 _PERMANENT = ("PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_PARAMETER_VALUE")
+LOCK_DIR = ".study-locks"  # beside an embedded store: its init lock, and the sweeps' leases (study.lease)
+
+
+@contextmanager
+def store_init_lock(tracking_uri: str) -> Iterator[None]:
+    """Around a process's first use of a SQLite store: one process at a time creates its tables."""
+    store = sqlite_file(tracking_uri)
+    if store is None:
+        yield
+        return
+    path = store.parent / LOCK_DIR / f"{store.name}.init.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite:/// tracking URI (relative to the working directory); None otherwise."""
+    if urlparse(tracking_uri).scheme != "sqlite":
+        return None
+    path = tracking_uri.removeprefix("sqlite:///")
+    return Path(path if path.startswith("/") else Path.cwd() / path)
 
 
 def sweep_start_command(sweep: Any) -> dict[str, Any]:
@@ -31,16 +64,16 @@ def sweep_start_command(sweep: Any) -> dict[str, Any]:
 
     params = flatten(sweep.model_dump(mode="json", exclude_none=True))
     return {"op": "sweep_start", "sweep": sweep.name, "experiment": sweep.experiment_name, "method": sweep.method,
-            "params": params, "sweep_text": sweep.source_text, "time_ms": _now_ms()}
+            "params": params, "sweep_text": sweep.source_text, "time_ms": now_ms()}
 
 
 def start_parent(sweep: Any, tracking_uri: str) -> str:
     """Find or create the sweep's experiment and parent run now, retrying briefly (a fresh SQLite
     store that another process is migrating, a locked database, a server starting); the parent's
     run id. Raises SweepStartRefused with a one-line reason when the store keeps refusing.
-    The first use of a SQLite store holds study.lease.store_init_lock.
+    The first use of a SQLite store holds store_init_lock.
     Two coordinators creating the parent at once on a server store: each waits SETTLE_S, and the
-    one whose run is not the sweep's (_parent_order) deletes its own."""
+    one whose run is not the sweep's (parent_order) deletes its own."""
     last: BaseException | None = None
     for attempt in range(START_TRIES):
         try:
@@ -49,12 +82,12 @@ def start_parent(sweep: Any, tracking_uri: str) -> str:
                 exp_id = experiment_id(client, sweep.experiment_name, tracking_uri, create=True)
             runs = list(sweep_runs(client, exp_id, sweep.name, kind=KIND_SWEEP))
             if runs:
-                return min(runs, key=_parent_order).info.run_id
-            own = _create_parent(client, exp_id, sweep_start_command(sweep))
+                return min(runs, key=parent_order).info.run_id
+            own = create_parent(client, exp_id, sweep_start_command(sweep))
             if store_directory(tracking_uri) is None:
                 time.sleep(SETTLE_S)
             sweeps = [run for run in sweep_runs(client, exp_id, sweep.name, kind=KIND_SWEEP)]
-            first = min(sweeps, key=_parent_order).info.run_id if sweeps else own
+            first = min(sweeps, key=parent_order).info.run_id if sweeps else own
             if first != own:
                 client.delete_run(own)
             return first

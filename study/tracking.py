@@ -49,7 +49,7 @@ _MAX_PARAMS_PER_BATCH = 100
 _MAX_PARAM_VALUE = 6000
 _MAX_TAG_VALUE = 5000
 _MAX_REASON = 500
-_PAGE = 10_000
+PAGE_SIZE = 10_000
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -74,7 +74,8 @@ def spool_path(sweep_name: str, tracking_uri: str) -> Path:
     return base / f"{sweep_name}-{digest}.jsonl"
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """Wall-clock time in milliseconds, as MLflow stores run times."""
     return int(time.time() * 1000)
 
 
@@ -111,7 +112,7 @@ def sweep_runs(client: MlflowClient, exp_id: str, sweep_name: str, kind: str = K
         query += f" and attributes.status = '{status}'"
     token = None
     while True:
-        page = client.search_runs([exp_id], query, max_results=_PAGE, page_token=token)
+        page = client.search_runs([exp_id], query, max_results=PAGE_SIZE, page_token=token)
         yield from page
         token = page.token
         if not token:
@@ -128,10 +129,10 @@ def parent_run(sweep: Any, tracking_uri: str | None = None, client: MlflowClient
     if exp_id is None:
         return None
     runs = list(sweep_runs(client, exp_id, name, kind=KIND_SWEEP))
-    return min(runs, key=_parent_order) if runs else None
+    return min(runs, key=parent_order) if runs else None
 
 
-def _parent_order(run: Run) -> tuple[int, str]:
+def parent_order(run: Run) -> tuple[int, str]:
     """Which of several parent runs is the sweep's: the earliest, ties by run id (every process agrees)."""
     return run.info.start_time, run.info.run_id
 
@@ -212,7 +213,7 @@ def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str
     runs = list(sweep_runs(client, exp_id, command["sweep"], kind=KIND_SWEEP))
     generation, rows, parts = 0, None, 0
     if runs:
-        parent = min(runs, key=_parent_order)
+        parent = min(runs, key=parent_order)
         parent_id = parent.info.run_id
         generation = int(parent.data.tags.get(TAG_RESULTS_GENERATION, 0))
         found = parent.data.metrics.get(METRIC_RESULTS_ROWS)
@@ -226,7 +227,7 @@ def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str
             client.set_terminated(orphan.info.run_id, "FAILED")
             rows = None  # the orphan changed status: the table row (if any) is stale
     else:
-        parent_id = _create_parent(client, exp_id, command)
+        parent_id = create_parent(client, exp_id, command)
         rows = 0  # a new sweep: its table starts empty and complete
     # The code and environment of the latest submission (each child records its own as well).
     versions = {f"{TAG_VERSION_PREFIX}{name}": version for name, version in package_versions().items()}
@@ -236,7 +237,7 @@ def apply_sweep_start(client: MlflowClient, tracking_uri: str, command: dict[str
     return SweepStart(exp_id, parent_id, location, generation, rows, parts)
 
 
-def _create_parent(client: MlflowClient, exp_id: str, command: dict[str, Any]) -> str:
+def create_parent(client: MlflowClient, exp_id: str, command: dict[str, Any]) -> str:
     """The parent run of a new sweep, with its params and an empty results table (study.results_table)."""
     tags = {TAG_SWEEP_ID: command["sweep"], TAG_KIND: KIND_SWEEP, TAG_METHOD: command["method"], TAG_RUN_NAME: command["sweep"],
             TAG_RESULTS_GENERATION: "0"}
@@ -312,7 +313,7 @@ def apply_run(client: MlflowClient, tracking_uri: str, exp_id: str, parent_id: s
     tags, params, metrics = child_entities(command, parent_id)
     run = client.create_run(exp_id, start_time=command["start_ms"], tags=tags)
     run_id = run.info.run_id
-    for batch_params, batch_metrics in _batches([Param(k, v) for k, v in params.items()], metrics):
+    for batch_params, batch_metrics in log_batches([Param(k, v) for k, v in params.items()], metrics):
         client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
     _log_run_artifacts(run.info.artifact_uri, tracking_uri, command["record"])
     client.set_terminated(run_id, command["record"]["status"], end_time=command["end_ms"])
@@ -373,7 +374,7 @@ def log_figures(artifact_uri: str, tracking_uri: str, encoded: dict[str, str]) -
         get_artifact_repository(artifact_uri, tracking_uri=tracking_uri).log_artifacts(directory, FIGURES_ARTIFACT_DIR)
 
 
-def _batches(params: list[Param], metrics: list[Metric]) -> Iterator[tuple[list[Param], list[Metric]]]:
+def log_batches(params: list[Param], metrics: list[Metric]) -> Iterator[tuple[list[Param], list[Metric]]]:
     """Split into log_batch calls: <= 100 params and <= 1000 entities each."""
     while params or metrics:
         head, params = params[:_MAX_PARAMS_PER_BATCH], params[_MAX_PARAMS_PER_BATCH:]

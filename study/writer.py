@@ -105,11 +105,11 @@ class TrackingWriter:
         sweep = self.sweep
         params = flatten(sweep.model_dump(mode="json", exclude_none=True))
         self._put({"op": "sweep_start", "sweep": sweep.name, "experiment": sweep.experiment_name, "method": sweep.method,
-                   "params": params, "sweep_text": sweep.source_text, "time_ms": tracking._now_ms()})
+                   "params": params, "sweep_text": sweep.source_text, "time_ms": tracking.now_ms()})
 
     def log_run(self, record: dict[str, Any], run_key: str, *, attempt: int = 1, trial: int | None = None,
                 node: str | None = None, start_ms: int | None = None, end_ms: int | None = None) -> None:
-        end_ms = end_ms or tracking._now_ms()
+        end_ms = end_ms or tracking.now_ms()
         start_ms = start_ms or end_ms - int(1000 * record.get("wall_s", 0.0))
         # The run id is chosen here and journaled, so a replayed SQL batch can tell what landed.
         self._put({"op": "run", "sweep": self.sweep.name, "run_key": run_key, "record": record, "attempt": attempt,
@@ -117,7 +117,7 @@ class TrackingWriter:
                    "curves": self._curves, "run_id": bulk.new_run_id()})
 
     def end_sweep(self, status: str, metrics: dict[str, float]) -> None:
-        self._put({"op": "sweep_end", "status": status, "metrics": metrics, "time_ms": tracking._now_ms()})
+        self._put({"op": "sweep_end", "status": status, "metrics": metrics, "time_ms": tracking.now_ms()})
 
     def pending(self) -> int:
         """Commands queued and not yet through the thread."""

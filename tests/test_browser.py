@@ -1,6 +1,7 @@
 """A real browser on what users open: headless Chromium (Chrome DevTools protocol, tests/browser.py)
-loads the sweep report over loopback HTTP and checks that every figure decodes, and opens the MLflow
-UI on a test store and checks that the classic runs view lists the runs by their point names.
+loads the sweep report over loopback HTTP and checks that every figure decodes and that its table reads
+like `study results` (mean ± std (count)), and opens the MLflow UI on a test store and checks that the
+classic runs view lists the runs by their point names.
 
 Skipped, loudly, where no Chromium exists; CI sets CI_REQUIRE_BROWSER=1 and so fails instead.
 """
@@ -104,6 +105,10 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 IMAGES_JS = """Array.from(document.images).map(i => ({src: i.getAttribute('src'), complete: i.complete, width: i.naturalWidth}))"""
 
 
+# The aggregated table as the browser renders it: header cells, then each row's cells (innerText).
+TABLE_JS = """Array.from(document.querySelectorAll('table.results tr')).map(r => Array.from(r.cells).map(c => c.innerText.trim()))"""
+
+
 def test_report_page_every_figure_loads_in_chromium(chromium, sweep_store, served, monkeypatch):
     uri, base = sweep_store
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -120,6 +125,12 @@ def test_report_page_every_figure_loads_in_chromium(chromium, sweep_store, serve
                            "report images finish loading")
     assert [image["src"] for image in images] == linked
     assert [image["src"] for image in images if image["width"] < 400] == []  # figures are >= 400 px wide
+
+    # The table reads like `study results`: `mean ± std (count)` with digits chosen per column, not 7.17188e-05.
+    rows = page.evaluate(TABLE_JS)
+    assert rows[0] == ["T", "kappa", "root_error", "failed"]
+    assert len(rows) == 1 + 4 and all(re.fullmatch(r"\d\.\d+ ± \d\.\d+ \(2\)", row[2]) for row in rows[1:]), rows
+    assert {(row[0], row[1]) for row in rows[1:]} == {("4", "10"), ("4", "30"), ("8", "10"), ("8", "30")}
 
     # The check sees a broken figure: remove one file and the browser decodes it as width 0.
     (made.index.parent / linked[0]).unlink()

@@ -133,7 +133,7 @@ BAD = {  # (group_by, metric, where, runs) -> the one error line, with API label
                        "group_by: got 'root_error', expected a parameter of the sweep (root_error is a result metric)"),
     "axis as metric": (("T", "kappa", "", False), "metric: got 'kappa', expected a result metric (kappa is a parameter)"),
     "malformed where": (("T", "root_error", "kappa>>3", False),
-                        f"where: got 'kappa>>3', expected {query._WHERE_FORM}"),
+                        f"where: got 'kappa>>3', expected {query.WHERE_FORM}"),
     "value never taken": (("T", "root_error", "n=65", False), "where: got 'n=65', expected a value n takes in this sweep (32, 64)"),
     "text compared by order": (("T", "root_error", "mode>=3", False),
                                "where: got 'mode>=3', expected = or != for mode, which is not a number"),
@@ -157,6 +157,13 @@ def test_compact_cells_choose_digits_per_column(frame):
     assert cells["root_error"].tolist() == ["0.07690 ± 0.00071 (2)", "0.11690 ± 0.00071 (2)"]
     assert cells["mse_ratio"].tolist() == ["1.50e-06 ± 7.1e-07 (2)"] * 2
     assert cells["T"].tolist() == ["4", "8"] and cells["failed"].tolist() == ["0", "0"]
+
+
+
+def test_a_column_without_spread_gets_one_format():
+    # tiny values: scientific with 4 significant digits (the report's Pareto front), never 7.17188e-05
+    assert query.column_text([7.17188e-05, 1.2e-4, float("nan")]) == ["7.172e-05", "1.200e-04", "–"]
+    assert query.column_text([0.123456, 0.5]) == ["0.1235", "0.5000"]  # four digits at the median's scale
 
 
 # --- the same through the CLI, the API and the client ---------------------------------------------

@@ -193,3 +193,33 @@ def test_figure_stage_logs_figures_on_child_runs(store, tmp_path, monkeypatch):
     again = invoke("figures", "staged", "--tracking-uri", uri)
     assert "logged for 0 runs; 2 had them" in again.stdout
     assert invoke("figures", "nope", "--tracking-uri", uri).exit_code == 2
+
+
+@pytest.mark.parametrize("axis, values, scale, whole_ticks", [
+    ("T", [2, 3, 4], "linear", True),           # layers: integer ticks, never 2.25 (matplotlib's default)
+    ("T", [4.0, 8.0], "linear", True),          # whole numbers read back from MLflow params as floats
+    ("kappa", [10, 30, 100], "log", False),      # spans a decade
+    ("lr", [1e-4, 1e-3, 1e-2], "log", False),
+])
+def test_metric_lines_axes_log_over_decades_integer_for_counts(axis, values, scale, whole_ticks):
+    from study.sweep_plots import metric_lines_figure
+
+    count = len(values)
+    table = pd.DataFrame({axis: values, "root_error_mean": [0.3, 0.2, 0.1][:count], "root_error_std": [0.01] * count,
+                          "root_error_count": [2] * count, "failed": [0] * count})
+    axes = metric_lines_figure(table, axis, "root_error").axes[0]
+    assert axes.get_xscale() == scale
+    if whole_ticks:
+        ticks = [t for t in axes.get_xticks() if min(values) <= t <= max(values)]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_report_page_table_reads_like_study_results(grid_report):
+    """The page's table holds the cells `study results` prints: `mean ± std (count)`, not raw floats."""
+    made, uri, _ = grid_report
+    page = made.index.read_text(encoding="utf-8")
+    table = page[page.index('<table border="1" class="dataframe results">'):]
+    cells = re.findall(r"<td>([^<]*)</td>", table[: table.index("</table>")])
+    means = [c for c in cells if "±" in c]
+    assert len(means) == 4 and all(re.fullmatch(r"\d+\.\d+ ± \d+\.\d+ \(2\)", c) for c in means), cells
+    assert not re.search(r"\de-\d", " ".join(cells))  # no 7.17188e-05

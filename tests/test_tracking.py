@@ -34,7 +34,7 @@ def children(uri: str, name: str):
 def test_batches_respect_mlflow_limits():
     params = [f"p{i}" for i in range(250)]
     metrics = list(range(2500))
-    batches = list(tracking._batches(params, metrics))
+    batches = list(tracking.log_batches(params, metrics))
     assert all(len(p) <= 100 and len(p) + len(m) <= 1000 for p, m in batches)
     assert [x for p, _ in batches for x in p] == params and [x for _, m in batches for x in m] == metrics
 
@@ -52,7 +52,7 @@ def test_big_run_lands_whole_and_lookups_paginate(mlflow_uri, monkeypatch):
         writer.log_run(record, point.run_key)
     writer.end_sweep("FINISHED", {"runs_finished": 8})
     assert writer.close(60) and writer.rejected == []
-    monkeypatch.setattr(tracking, "_PAGE", 3)  # force several pages of search_runs
+    monkeypatch.setattr(tracking, "PAGE_SIZE", 3)  # force several pages of search_runs
     assert tracking.finished_run_keys(sweep, mlflow_uri) == {p.run_key for p in sweep.expand()}
     first = next(r for r in children(mlflow_uri, "pages") if r.data.tags[tracking.TAG_RUN_KEY] == sweep.expand()[0].run_key)
     history = MlflowClient(mlflow_uri).get_metric_history(first.info.run_id, "curve")
