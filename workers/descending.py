@@ -87,7 +87,7 @@ def _ratios(errors: list[torch.Tensor]) -> torch.Tensor:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Tensors here are ~batch × n ≈ 2e4 numbers: intra-op threads only add contention (measured
     2.5 s vs 13 s for the default training on a loaded 2-core host). Restores the setting after."""
     previous = torch.get_num_threads()
@@ -127,7 +127,7 @@ def train_descending(
     init: a step for every layer, "random" (1/λ_max · U(0.5, 1.5): breaks the permutation
     symmetry of full-depth training, domain.md §1.6), or None (1/λ_max). constrained=False freezes ν at 0.
     """
-    with _one_thread():
+    with one_thread():
         return _train(
             np.asarray(eigenvalues, dtype=np.float64), T, eps, init, lr, batch_size, epochs,
             batches_per_epoch, dual_lr, noise, seed, heldout_samples, constrained,
@@ -198,7 +198,7 @@ def evaluate_steps(
     schedule = torch.as_tensor(np.resize(base, depth))  # np.resize repeats the period
     lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64))
     generator = torch.Generator().manual_seed(seed)
-    with _one_thread(), torch.no_grad():
+    with one_thread(), torch.no_grad():
         z = torch.randn(samples, lam.shape[0], generator=generator, dtype=torch.float64)
         errors = _errors(schedule, lam, z, noise, generator)
         ratios = _ratios(errors).numpy()
@@ -206,4 +206,4 @@ def evaluate_steps(
     return ratios, mse_curve
 
 
-__all__ = ["DescendingOutcome", "evaluate_steps", "train_descending"]
+__all__ = ["DescendingOutcome", "evaluate_steps", "one_thread", "train_descending"]

@@ -68,6 +68,7 @@ _HANDLER_NAMES = {
     "dugd": ("workers.dugd_run", "run_dugd"),
     "chgd": ("workers.chgd", "run_chgd"),
     "psor": ("workers.psor", "run_psor"),
+    "lista": ("workers.lista", "run_lista"),
 }
 
 
