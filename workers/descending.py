@@ -68,7 +68,8 @@ def _errors(
     gammas: torch.Tensor, lam: torch.Tensor, z: torch.Tensor, noise: float, generator: torch.Generator | None
 ) -> list[torch.Tensor]:
     """e_0..e_T (each (batch, n)). With noise > 0, layers t < T get e_t += noise·(‖e_t‖/√n)·ξ, the
-    scale detached: the Hadou et al. perturbation, relative so it does not vanish as e_t shrinks."""
+    scale detached. This noise model is ours: relative to the error, so it does not vanish as e_t
+    shrinks. RobustUnrolling's LISTA adds ξ·log‖∇f‖ instead (workers/lista.py)."""
     errors = [-z]
     steps = torch.abs(gammas)
     for t in range(steps.shape[0]):
@@ -187,8 +188,8 @@ def evaluate_steps(
     """Trained steps run on a test problem: (descent ratios mean_b ‖e_t‖/‖e_{t−1}‖, t = 1..L; MSE curve
     ‖x_t − x‖²/n averaged over samples, t = 0..L), float64, no gradient.
 
-    Robustness probes (Hadou et al.): `eigenvalues` of another matrix of the family; `noise` > 0 adds the
-    training perturbation e_t += noise·(‖e_t‖/√n)·ξ at layers t < L; `layers` > T runs the schedule on,
+    Robustness probes (after Hadou et al.): `eigenvalues` of another matrix of the family; `noise` > 0 adds
+    our relative perturbation e_t += noise·(‖e_t‖/√n)·ξ at layers t < L (not theirs, see _errors); `layers` > T runs the schedule on,
     repeated periodically (γ_{t mod T}), as CHGD repeats Chebyshev steps.
     """
     base = np.abs(np.asarray(steps, dtype=np.float64))
