@@ -118,3 +118,17 @@ def test_unused_fields_are_dropped_from_a_run_s_parameters():
     own = ListaSpec.own_parameters(params)
     assert "dual_lr" not in own and "eps" not in own and "train_noise" not in own and own["model"] == "unconstrained"
     assert {"eps", "dual_lr", "train_noise"} <= set(ListaSpec.own_parameters(ListaSpec().model_dump(mode="json")))
+
+
+def test_configs_sweep_the_three_models_at_the_sizes_the_page_states():
+    from study.spec import load_sweep
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    page = load_sweep(repo / "configs" / "lista-descending.yaml")
+    assert page.axes == {"model": list(MODELS)} and page.seeds == [0, 1, 2]
+    first = page.expand()[0].params
+    assert (first["n"], first["layers"], first["train_samples"], first["epochs"]) == (48, 10, 2048, 60)
+    paper = load_sweep(repo / "configs" / "lista-descending-paper.yaml").expand()[0].params
+    assert (paper["n"], lista.code_length(ListaSpec(**paper)), paper["batch_size"], paper["ista_iterations"]) == (1024, 1228, 512, 3000)
+    for path in ("lista-descending.yaml", "lista-descending-paper.yaml"):
+        assert (repo / "configs" / path).read_text().startswith("# Question:")

@@ -59,7 +59,7 @@ class SparseCoding:
 
 
 def code_length(spec: ListaSpec) -> int:
-    return spec.m if spec.m is not None else math.ceil(1.2 * spec.n)
+    return spec.m if spec.m is not None else int(1.2 * spec.n)  # their int(N*1.2): 1228 for 1024
 
 
 def ista(x: np.ndarray, dictionary: np.ndarray, alpha: float, iterations: int) -> np.ndarray:

@@ -154,7 +154,7 @@ class ListaSpec(_Spec):
     model: Literal["unconstrained", "noisy", "constrained"] = Field(
         "constrained", description="LISTA; LISTA trained with noisy layer outputs; constrained and trained with them")
     n: int = Field(32, ge=2, le=4096, description="signal length (theirs: 1024 grey pixels)")
-    m: int | None = Field(None, ge=2, le=8192, description="code length; ceil(1.2 n) when absent (theirs)")
+    m: int | None = Field(None, ge=2, le=8192, description="code length; int(1.2 n) when absent (theirs)")
     layers: int = Field(10, ge=1, le=100)
     matrix_seed: int = Field(0, ge=0, le=MAX_MATRIX_SEED, description="dictionary and data seed")
     sparsity: float = Field(0.1, gt=0.0, le=1.0, description="planted code support fraction of m")
