@@ -132,3 +132,11 @@ def test_configs_sweep_the_three_models_at_the_sizes_the_page_states():
     assert (paper["n"], lista.code_length(ListaSpec(**paper)), paper["batch_size"], paper["ista_iterations"]) == (1024, 1228, 512, 3000)
     for path in ("lista-descending.yaml", "lista-descending-paper.yaml"):
         assert (repo / "configs" / path).read_text().startswith("# Question:")
+
+
+def test_a_diverging_training_is_failed_with_its_reason():
+    tiny = dict(problem="lista", n=8, layers=3, train_samples=64, valid_samples=16, test_samples=16, epochs=3,
+                ista_iterations=20, batch_size=32)
+    result = run({**tiny, "lr": 10.0})
+    assert result.status == "FAILED" and result.reason.startswith("diverged: test ‖y_L − z*‖ = ")
+    assert result.scalars["final_distance"] > result.scalars["target_norm"]  # the numbers stay for inspection

@@ -24,6 +24,9 @@ descent ratios. Perturbed (`forward_noise`): start β·N(0, I) and every layer o
 += β·ξ·log‖∇f‖, for each β of BETAS. Out of distribution (their OOD loop): x̃ = clip(x + p·ξ, 0, 1)
 for each p of OOD_LEVELS, the distance of y_L(x̃) to the clean z* (what their figure plots) and to
 z̃* = ISTA(x̃) (what its axis label names).
+
+A run whose kept checkpoint ends no nearer z* than the zero code does (final_distance ≥ target_norm,
+e.g. a huge lr) is FAILED, "diverged: …", with its numbers kept.
 """
 
 from __future__ import annotations
@@ -250,14 +253,21 @@ def run_lista(spec: ListaSpec) -> Result:
     with one_thread():
         data = make_data(spec)
         training = train(spec, data)
+        if training.best_epoch < 0:  # the checkpoint kept would be the untrained start: say so
+            return Result(params={}, status="FAILED", series={"validation_loss": training.validation_loss},
+                          reason=f"diverged: no epoch gave a finite validation loss (lr {spec.lr:g})")
         scalars, series = evaluate(spec, data, training.model)
+    status, reason = "FINISHED", None
+    if not scalars["final_distance"] < scalars["target_norm"]:  # no better than the zero code: training failed
+        status, reason = "FAILED", (f"diverged: test ‖y_L − z*‖ = {scalars['final_distance']:.3g} is no better than "
+                                    f"the zero code's ‖z*‖ = {scalars['target_norm']:.3g} (lr {spec.lr:g})")
     scalars.update(best_epoch=float(training.best_epoch), dual_max=float(training.duals.max()),
                    final_validation_loss=training.validation_loss[-1])
     series.update(validation_loss=training.validation_loss, dual=training.duals.tolist(),
                   dual_max_history=training.dual_max_history)
     info = {"code_length": code_length(spec), "betas": ",".join(map(_level_name, BETAS)),
             "ood_levels": ",".join(map(_level_name, OOD_LEVELS))}
-    return Result(params={}, scalars=scalars, series=series, info=info)
+    return Result(params={}, status=status, reason=reason, scalars=scalars, series=series, info=info)
 
 
 __all__ = ["BETAS", "OOD_LEVELS", "Lista", "SparseCoding", "code_length", "evaluate", "ista", "make_data",
