@@ -168,7 +168,7 @@ class ListaSpec(_Spec):
     epochs: int = Field(40, ge=1, le=100_000)
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     eps: float = Field(0.05, ge=0.0, lt=1.0, description="descent margin: mean ratio <= 1 - eps")
-    dual_lr: float = Field(5.0, gt=0.0, le=1e3, description="dual ascent step, once per epoch (theirs 1e-3 x 5000 epochs)")
+    dual_lr: float = Field(1.0, gt=0.0, le=1e3, description="dual ascent step, once per epoch (theirs 1e-3 x 5000 epochs)")
     train_noise: float = Field(1.0, ge=0.0, le=1e3, description="layer-output noise in training, x log||grad f||")
     beta: float = Field(10.0, gt=0.0, le=1e6, description="test perturbation of the headline scalars")
     ood_level: float = Field(0.3, gt=0.0, le=10.0, description="test input-noise std of the headline OOD scalar")
