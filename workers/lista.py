@@ -209,7 +209,7 @@ def evaluate(spec: ListaSpec, data: SparseCoding, model: Lista) -> tuple[dict[st
         nominal = float(curve[-1])
         series["distance_curve"] = curve.tolist()
         series["descent_ratio"] = ratios.tolist()
-        scalars.update(final_distance=nominal, loss=float(loss_of(outs, z)), descent_ratio_max=float(ratios.max()),
+        scalars.update(final_distance=nominal, test_loss=float(loss_of(outs, z)), descent_ratio_max=float(ratios.max()),
                        violating_layers=float(torch.sum(ratios > 1.0 - spec.eps)),
                        target_norm=float(torch.linalg.vector_norm(z, dim=1).mean()))
         # the constraint as trained: under the training noise (train_noise; for LISTA its default)
