@@ -38,6 +38,7 @@ from workers.specs import ChgdSpec, DugdSpec, PsorSpec  # noqa: E402
 from workers.spectra import build_problem  # noqa: E402
 from repro_dugd import paper_dugd, theory  # noqa: E402
 from repro_unrolling import unrolling, unrolling_envelope  # noqa: E402
+from repro_lista import lista_descending  # noqa: E402
 
 
 # ---------------------------------------------------------------- DUGD: default init over a κ grid
@@ -408,6 +409,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "du-psor": du_psor, "unrolling": unrolling, "unrolling-envelope": unrolling_envelope, "theory": theory,
     "descending": descending,
 }
+SECTIONS["lista-descending"] = lista_descending  # §6, after the DUGD variant
 
 
 def main() -> None:

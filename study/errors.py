@@ -49,4 +49,4 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> list[
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the discriminator tag / union member name into loc; users never wrote it.
-    return isinstance(part, str) and (part in {"dugd", "chgd", "psor", "unrolling", "probe"} or "[" in part or part in {"float", "int", "str", "literal['random']"})
+    return isinstance(part, str) and (part in {"dugd", "chgd", "psor", "unrolling", "lista", "probe"} or "[" in part or part in {"float", "int", "str", "literal['random']"})

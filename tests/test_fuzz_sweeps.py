@@ -199,7 +199,7 @@ def test_caps_refuse_huge_grids_alias_bombs_deep_nesting_and_oversized_ints():
         "seed past 2**63": ("name: a\nseeds: [9223372036854775808]\nparameters: {problem: probe}\n",
                             "seeds: got [9223372036854775808], expected integers from 0 to 2**63 - 1"),
         "problem not a name": ("name: a\nparameters: {problem: [probe, dugd]}\n",
-                               "parameters.problem: got ['probe', 'dugd'], expected one of dugd, chgd, psor, probe"),
+                               "parameters.problem: got ['probe', 'dugd'], expected one of dugd, chgd, psor, unrolling, lista, probe"),
     }
     for label, (text, expected) in cases.items():
         started = time.monotonic()

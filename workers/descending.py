@@ -68,7 +68,8 @@ def _errors(
     gammas: torch.Tensor, lam: torch.Tensor, z: torch.Tensor, noise: float, generator: torch.Generator | None
 ) -> list[torch.Tensor]:
     """e_0..e_T (each (batch, n)). With noise > 0, layers t < T get e_t += noise·(‖e_t‖/√n)·ξ, the
-    scale detached: the Hadou et al. perturbation, relative so it does not vanish as e_t shrinks."""
+    scale detached. This noise model is ours: relative to the error, so it does not vanish as e_t
+    shrinks. RobustUnrolling's LISTA adds ξ·log‖∇f‖ instead (workers/lista.py)."""
     errors = [-z]
     steps = torch.abs(gammas)
     for t in range(steps.shape[0]):
@@ -87,7 +88,7 @@ def _ratios(errors: list[torch.Tensor]) -> torch.Tensor:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Tensors here are ~batch × n ≈ 2e4 numbers: intra-op threads only add contention (measured
     2.5 s vs 13 s for the default training on a loaded 2-core host). Restores the setting after."""
     previous = torch.get_num_threads()
@@ -127,7 +128,7 @@ def train_descending(
     init: a step for every layer, "random" (1/λ_max · U(0.5, 1.5): breaks the permutation
     symmetry of full-depth training, domain.md §1.6), or None (1/λ_max). constrained=False freezes ν at 0.
     """
-    with _one_thread():
+    with one_thread():
         return _train(
             np.asarray(eigenvalues, dtype=np.float64), T, eps, init, lr, batch_size, epochs,
             batches_per_epoch, dual_lr, noise, seed, heldout_samples, constrained,
@@ -187,8 +188,8 @@ def evaluate_steps(
     """Trained steps run on a test problem: (descent ratios mean_b ‖e_t‖/‖e_{t−1}‖, t = 1..L; MSE curve
     ‖x_t − x‖²/n averaged over samples, t = 0..L), float64, no gradient.
 
-    Robustness probes (Hadou et al.): `eigenvalues` of another matrix of the family; `noise` > 0 adds the
-    training perturbation e_t += noise·(‖e_t‖/√n)·ξ at layers t < L; `layers` > T runs the schedule on,
+    Robustness probes (after Hadou et al.): `eigenvalues` of another matrix of the family; `noise` > 0 adds
+    our relative perturbation e_t += noise·(‖e_t‖/√n)·ξ at layers t < L (not theirs, see _errors); `layers` > T runs the schedule on,
     repeated periodically (γ_{t mod T}), as CHGD repeats Chebyshev steps.
     """
     base = np.abs(np.asarray(steps, dtype=np.float64))
@@ -198,7 +199,7 @@ def evaluate_steps(
     schedule = torch.as_tensor(np.resize(base, depth))  # np.resize repeats the period
     lam = torch.as_tensor(np.asarray(eigenvalues, dtype=np.float64))
     generator = torch.Generator().manual_seed(seed)
-    with _one_thread(), torch.no_grad():
+    with one_thread(), torch.no_grad():
         z = torch.randn(samples, lam.shape[0], generator=generator, dtype=torch.float64)
         errors = _errors(schedule, lam, z, noise, generator)
         ratios = _ratios(errors).numpy()
@@ -206,4 +207,4 @@ def evaluate_steps(
     return ratios, mse_curve
 
 
-__all__ = ["DescendingOutcome", "evaluate_steps", "train_descending"]
+__all__ = ["DescendingOutcome", "evaluate_steps", "one_thread", "train_descending"]

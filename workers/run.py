@@ -136,6 +136,7 @@ _HANDLER_NAMES = {
     "chgd": ("workers.chgd", "run_chgd"),
     "psor": ("workers.psor", "run_psor"),
     "unrolling": ("workers.unrolling_run", "run_unrolling"),
+    "lista": ("workers.lista", "run_lista"),
 }
 
 

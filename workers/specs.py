@@ -73,7 +73,7 @@ class DugdSpec(_MatrixProblem):
     # Descending-constraint training (workers/descending.py); used only when descent_eps is set.
     dual_lr: float = Field(0.5, gt=0.0, le=1e3, description="dual ascent step eta_nu, once per epoch")
     descent_noise: float = Field(0.0, ge=0.0, le=1e3, description="iterate noise scale in training, layers t < T")
-    descent_epochs: int = Field(60, ge=1, le=1_000_000, description="primal-dual epochs (dual step each)")
+    descent_epochs: int = Field(40, ge=1, le=1_000_000, description="primal-dual epochs (dual step each)")
     descent_batches_per_epoch: int = Field(10, ge=1, le=1_000_000, description="Adam steps per epoch")
 
     @classmethod
@@ -191,6 +191,40 @@ class UnrollingSpec(_MatrixProblem):
         return step
 
 
+class ListaSpec(_Spec):
+    """LISTA sparse coding with descending constraints, as RobustUnrolling trains it (workers/lista.py).
+    Sizes default small (tests); the authors' (n = 1024, m = 1228, L = 10) are in configs/lista-descending.yaml."""
+
+    problem: Literal["lista"] = "lista"
+    model: Literal["unconstrained", "noisy", "constrained"] = Field(
+        "constrained", description="LISTA; LISTA trained with noisy layer outputs; constrained and trained with them")
+    n: int = Field(32, ge=2, le=4096, description="signal length (theirs: 1024 grey pixels)")
+    m: int | None = Field(None, ge=2, le=8192, description="code length; int(1.2 n) when absent (theirs)")
+    layers: int = Field(10, ge=1, le=100)
+    matrix_seed: int = Field(0, ge=0, le=MAX_MATRIX_SEED, description="dictionary and data seed")
+    sparsity: float = Field(0.1, gt=0.0, le=1.0, description="planted code support fraction of m")
+    snr_db: float | None = Field(None, ge=-20.0, le=200.0, description="signal noise; none when absent (theirs)")
+    alpha: float = Field(0.5, gt=0.0, le=1e3, description="LASSO weight of the ISTA targets")
+    ista_iterations: int = Field(500, ge=1, le=100_000, description="ISTA iterations giving the targets z* (theirs: 3000)")
+    train_samples: int = Field(1024, ge=1, le=1_000_000)
+    valid_samples: int = Field(256, ge=1, le=1_000_000, description="best-validation checkpoint, as theirs")
+    test_samples: int = Field(512, ge=1, le=1_000_000)
+    batch_size: int = Field(128, ge=1, le=100_000)
+    epochs: int = Field(40, ge=1, le=100_000)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    eps: float = Field(0.05, ge=0.0, lt=1.0, description="descent margin: mean ratio <= 1 - eps")
+    dual_lr: float = Field(1.0, gt=0.0, le=1e3, description="dual ascent step, once per epoch (theirs 1e-3 x 5000 epochs)")
+    train_noise: float = Field(1.0, ge=0.0, le=1e3, description="layer-output noise in training, x log||grad f||")
+    beta: float = Field(10.0, gt=0.0, le=1e6, description="test perturbation of the headline scalars")
+    ood_level: float = Field(0.3, gt=0.0, le=10.0, description="test input-noise std of the headline OOD scalar")
+
+    @classmethod
+    def inactive(cls, params: Mapping[str, Any]) -> set[str]:
+        model = params.get("model", "constrained")
+        unused = set() if model == "constrained" else {"eps", "dual_lr"}
+        return unused | ({"train_noise"} if model == "unconstrained" else set())
+
+
 class ProbeSpec(_Spec):
     """A diagnostic run of known cost and outcome: for benchmarks and fault-injection tests."""
 
@@ -200,12 +234,13 @@ class ProbeSpec(_Spec):
     x: float = Field(0.0, description="a free number reported back as `value` (for search tests)")
 
 
-RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, UnrollingSpec, ProbeSpec], Field(discriminator="problem")]
+RunSpec = Annotated[Union[DugdSpec, ChgdSpec, PsorSpec, UnrollingSpec, ListaSpec, ProbeSpec], Field(discriminator="problem")]
 SPEC_CLASSES: dict[str, type[_Spec]] = {
     "dugd": DugdSpec,
     "chgd": ChgdSpec,
     "psor": PsorSpec,
     "unrolling": UnrollingSpec,
+    "lista": ListaSpec,
     "probe": ProbeSpec,
 }
 
