@@ -70,6 +70,7 @@ def summary_text(summary: SweepSummary, metric: str) -> str:
         f"{summary.skipped} skipped (done before), {summary.cancelled} cancelled"
         + (f", {summary.pruned} pruned" if summary.pruned else ""),
     ]
+    lines += summary.notes
     if summary.best is not None:
         lines.append(f"best {metric}: {summary.best:.6g} at {summary.best_params}")
     if summary.spool:

@@ -187,7 +187,7 @@ def _kill_one_chunk_worker() -> bool:
 
     for process in psutil.Process().children(recursive=True):
         try:
-            if "ray::run_chunk" in " ".join(process.cmdline()):
+            if "ray::run_unit" in " ".join(process.cmdline()):
                 process.kill()
                 return True
         except psutil.NoSuchProcess:
