@@ -116,7 +116,13 @@ def _call_server(server: str, call):
 @app.command("validate")
 def validate(file: str = typer.Argument(..., help="sweep file (YAML or JSON)")) -> None:
     """Check a sweep file: every error one line (exit 2), or a summary of the runs it asks for."""
-    typer.echo(_load_sweep_or_exit(file).summary())
+    from study.sweep_checks import seed_note
+
+    sweep = _load_sweep_or_exit(file)
+    typer.echo(sweep.summary())
+    note = seed_note(sweep)
+    if note:
+        typer.echo(note)
 
 
 @app.command("submit")
@@ -135,8 +141,11 @@ def submit(
     import threading
 
     sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
-    for note in sweep.notes:  # e.g. a grid ignores its pruner
-        typer.echo(note, err=True)
+    from study.sweep_checks import seed_note
+
+    for note in [*sweep.notes, seed_note(sweep)]:  # e.g. a grid ignores its pruner; seeds that change nothing
+        if note:
+            typer.echo(note, err=True)
     if server:  # the service runs it; token from $STUDY_API_TOKEN
         from study.client import submit_to_server
 
