@@ -134,7 +134,7 @@ class SearchSource:
         self.reused = 0
         self.pruned = 0  # trials told PRUNED by this coordinator
         self.judged_late = 0  # trials whose runs all finished before posting a checkpoint (replayed)
-        self.pruned_late = 0  # ... of which pruned on the replay
+        self.pruned_late = 0  # trials pruned on a replayed curve, after their runs had finished
         self._open: dict[int, _Trial] = {}
         self.board = None
         self._last_poll = 0.0
@@ -191,11 +191,11 @@ class SearchSource:
 
     def notes(self) -> list[str]:
         """One line when the pruner could only judge runs after they finished (too short to post)."""
-        if self.board is None or not self.judged_late:
+        if self.board is None or not (self.judged_late or self.pruned_late):
             return []
         return [f"note: pruner {self.sweep.pruner.name}: {self.judged_late} trials finished before posting a checkpoint "
-                f"(runs under {POST_EVERY_S * 1000:.0f} ms); judged on their replayed curves, {self.pruned_late} were "
-                f"pruned after finishing (recorded as pruned, no compute saved)"]
+                f"(runs under {POST_EVERY_S * 1000:.0f} ms) and were judged on their replayed curves; {self.pruned_late} "
+                f"were pruned after finishing (recorded as pruned, no compute saved)"]
 
     def observe(self, point: RunPoint, record: dict[str, Any]) -> None:
         state = self._open.get(point.trial)
@@ -225,9 +225,8 @@ class SearchSource:
         if state.waiting:
             return
         del self._open[state.trial.number]
-        if self.board is not None and not state.posted:
-            self.judged_late += 1
-            self.pruned_late += state.replayed
+        self.judged_late += self.board is not None and not state.posted
+        self.pruned_late += state.replayed
         if state.failed:
             self.study.tell(state.trial, state=TrialState.FAIL)
         elif state.stopped:
