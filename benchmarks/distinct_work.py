@@ -46,7 +46,7 @@ def timed_submit(name: str, parameters: dict, seeds: list[int]) -> tuple[float, 
     """`study submit` of a one-off sweep on a fresh store: (wall seconds, store directory, output)."""
     directory = Path(tempfile.mkdtemp(prefix=f"distinct-{name}-"))
     path = _sweep_file(directory, name, parameters, seeds)
-    env = {**os.environ, "STUDY_SPOOL_DIR": str(directory / "spool")}
+    env = {**os.environ, "STUDY_SPOOL_DIR": str(directory / "spool"), "STUDY_TIMING": "1"}
     command = [sys.executable, "-m", "study.cli", "submit", str(path), "--tracking-uri",
                f"sqlite:///{directory / 'mlflow.db'}"]
     started = time.perf_counter()

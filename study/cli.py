@@ -152,9 +152,14 @@ def submit(
         if wait:
             fail(f"--wait: got it with --server {server!r}, expected it only for a local coordinator (the service answers 409)")
         raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
+    import time
+
+    imports_started = time.monotonic()
     from study import lease, sweep_start, tracking
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
+
+    imports_s = time.monotonic() - imports_started
 
     try:  # before the progress line: a refusal is one line
         held = lease.acquire(sweep, tracking.resolve_tracking_uri(tracking_uri), wait=wait,
@@ -179,6 +184,9 @@ def submit(
     except sweep_start.SweepStartRefused as refused:
         fail(str(refused), 1)
     typer.echo(summary_text(summary, sweep.metric.name))
+    if os.environ.get("STUDY_TIMING"):  # where a sweep's seconds went (benchmarks/distinct_work.py reads these)
+        for phase, seconds in {"imports: MLflow, Ray": imports_s, **summary.phases}.items():
+            typer.echo(f"timing: {phase}: {seconds:.2f} s", err=True)
     if summary.status == "KILLED":
         raise typer.Exit(130)
     if summary.spool:  # the runs are done but the store did not take them all: not a success

@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -25,6 +24,7 @@ from study.spec import RunPoint, Sweep
 from study import task
 from study.task import run_unit
 from study.journal import journaled_runs
+from study.sweep_outcome import Progress, SweepSummary
 from study.writer import TrackingWriter
 
 log = logging.getLogger(__name__)
@@ -34,44 +34,6 @@ log = logging.getLogger(__name__)
 ray.cloudpickle.register_pickle_by_value(task)
 
 PROGRESS_EVERY_S = 0.2
-
-
-@dataclass
-class Progress:
-    total: int
-    done: int
-    running: int
-    failed: int
-    skipped: int
-    eta_s: float | None
-    best: float | None
-    outage: str | None
-    pruned: int = 0  # runs stopped by a pruning decision (KILLED), not failures
-    writes_pending: int = 0  # runs still to write to MLflow (shown once the runs are done)
-    writes_eta_s: float | None = None
-
-
-@dataclass
-class SweepSummary:
-    sweep: str
-    status: str  # FINISHED | KILLED | FAILED (the coordinator itself broke)
-    total: int
-    skipped: int
-    finished: int
-    failed: int
-    cancelled: int
-    wall_s: float
-    best: float | None = None
-    best_params: dict[str, Any] | None = None
-    outage: str | None = None
-    spool: str | None = None  # set when writes are still waiting in the journal (the store was down)
-    writes_pending: int = 0  # how many of them
-    rejected_writes: list[str] = field(default_factory=list)
-    tasks: int = 0  # Ray tasks submitted: one per unit of work (fewer than runs where points share a unit)
-    compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
-    scheduled_s: float = 0.0  # until the last result came back (wall_s adds the final MLflow flush)
-    pruned: int = 0  # runs stopped by a pruning decision (status KILLED, reason "pruned at step S ...")
-    notes: list[str] = field(default_factory=list)  # one line each, e.g. a pruner that judged runs after they ended
 
 
 class GridSource:
@@ -141,6 +103,8 @@ class _Coordinator:
         self.gpus = 0.0
         self.last_progress = 0.0
         self.startup_outage: str | None = None
+        self.phases: dict[str, float] = {}
+        self.phase_started = self.started
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -176,19 +140,34 @@ class _Coordinator:
 
     # --- main loop ----------------------------------------------------------------------------
 
-    def run(self) -> SweepSummary:
+    def _phase(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.phase_started
+        self.phase_started = now
+
+    def _store_start(self) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
         sweep_start.start_parent(self.sweep, self.uri)  # refused (after brief retries): fail before scheduling
-        finished_before, self.attempts = self._history()
+        return self._history()
+
+    def run(self) -> SweepSummary:
+        # The store's start (parent run, earlier runs: seconds on a fresh SQLite store) and Ray's start
+        # (seconds, mostly waiting on its processes) overlap; a refused parent run still schedules nothing.
+        store_start = sweep_start.Background(self._store_start)
+        self._init_ray()  # a Ray started here stays up for the process (later submits reuse it)
+        self._phase("ray start (overlapping the store's start)")
+        finished_before, self.attempts = store_start.result()
+        self._phase("store start: parent run, earlier runs")
         self.writer = TrackingWriter(self.sweep, self.uri)
         self.writer.start_sweep()
-        self._init_ray()  # a Ray started here stays up for the process (later submits reuse it)
         status = "FINISHED"
         try:
             self.slots = self._slots()
             self.gpus = ray.cluster_resources().get("GPU", 0.0)
             self.task_limit = self.max_in_flight or (self.slots if self.sweep.timeout_s else 2 * self.slots)
             self.source = self._source(finished_before)
+            self._phase("plan")
             self._loop()
+            self._phase("run: first unit submitted to last result back")
             if self.cancel_event.is_set():
                 status = "KILLED"
         except KeyboardInterrupt:
@@ -368,6 +347,7 @@ class _Coordinator:
         self.writer.end_sweep(status, metrics)
         outage = self.writer.outage
         flushed = self.writer.close(on_progress=self._report_writes)
+        self._phase("writes: last child runs, parent run closed")
         pending = 0 if flushed else self.writer.pending()
         total = getattr(self, "total", 0)
         return SweepSummary(
@@ -390,4 +370,6 @@ class _Coordinator:
             scheduled_s=scheduled_s,
             pruned=self.pruned,
             notes=self.source.notes() if hasattr(getattr(self, "source", None), "notes") else [],
+            phases=dict(self.phases),
         )
+

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from study.coordinator import Progress, SweepSummary
+from study.sweep_outcome import Progress, SweepSummary
 
 
 def format_duration(seconds: float | None) -> str:
