@@ -17,6 +17,10 @@ semi_iterative_notebook (that recurrence plus its t extra GD steps: the value th
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from workers import chebyshev as cheb
@@ -102,6 +106,25 @@ def run_chgd(spec: ChgdSpec) -> Result:
     series.update(unrolling["series"])
     info = {**problem.facts(), "x0_basis": spec.x0_basis}
     return Result(params={}, scalars=scalars, series=series, info=info)
+
+
+def run_chgd_many(specs: Sequence[ChgdSpec], hooks: Sequence[Any]) -> list[Result]:
+    """run_chgd for each point (workers.run.run_many's batched handler): points that differ only in
+    seed have the same record (nothing is drawn), so each distinct point is computed once. A point
+    that raises fails alone."""
+    done: dict[tuple, Result | Exception] = {}
+    results = []
+    for spec in specs:
+        key = unit_keys(spec)
+        if key not in done:
+            try:
+                done[key] = run_chgd(spec)
+            except Exception as error:  # noqa: BLE001 - recorded, not swallowed
+                done[key] = error
+        outcome = done[key]
+        results.append(copy.deepcopy(outcome) if isinstance(outcome, Result) else
+                       Result(params={}, status="FAILED", reason=f"{type(outcome).__name__}: {outcome}"))
+    return results
 
 
 def identical_across_seeds(spec: ChgdSpec) -> bool:

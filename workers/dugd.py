@@ -4,10 +4,11 @@
   loss nn.MSELoss()(x_g, x), as in DUGD_LMS_example.ipynb (row vectors, H = H̃ᵀ).
 - `eigen`: the same sampling in the eigenbasis: loss Σ_i P_g(λ_i)² w_i with w_i = mean_b z_bi²/n,
   z ~ N(0, I_n). Σ_b z_bi² is χ²(batch_size), so w is drawn as χ²(B)/(B·n) directly: the same law as
-  the notebook's batch, without drawing B·n normals per step.
-- `expected`: the exact expected loss (1/n) Σ_i P_g(λ_i)² (an infinite batch). Torch eager costs
-  ~200 µs per Adam step here, so this mode runs a float64 numpy loop with the analytic gradient
-  and an Adam that mirrors torch.optim.Adam step for step (tests check it tracks torch's trajectory).
+  the notebook's batch, without drawing B·n normals per step. Arithmetic in `dtype`.
+- `expected`: the exact expected loss (1/n) Σ_i P_g(λ_i)² (an infinite batch), float64.
+Both run on workers/batched.py (analytic gradient, an Adam that mirrors torch.optim.Adam step for
+step, many runs at once; torch eager cost ~200-500 µs per step here); one run is a batch of one.
+`dense` runs torch (imported only then).
 
 Protocol (domain.md §1.4): generations g = 1..T of `batches_per_generation` Adam steps at depth g
 (`incremental`), or T such blocks at depth T (`full`). One Adam, created once and never reset, on one
@@ -18,19 +19,16 @@ optimal constant step 2/(λ_min + λ_max) of the reference edges (resolved_init)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
-import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (~1.5 s): pay at import, not in wall_s
 from numpy.typing import NDArray
 
+from workers.batched import BatchedAdam, BatchRun, NumpyBackend, backend_for, train_batch
 from workers.chebyshev import optimal_constant_step
 from workers.metrics import error_curve, residual_polynomials
-from workers.optimal import loss_and_gradient
 from workers.spectra import Problem
 
 Array = NDArray[np.float64]
@@ -39,7 +37,6 @@ Array = NDArray[np.float64]
 # full: depth T). Returning True stops training there (e.g. an early-stopping decision from outside).
 OnCheckpoint = Callable[[int, float], bool]
 VALIDATION_SAMPLES = 10_000  # the fixed validation batch (its χ² weights), shared by every mode
-_BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults, as in the notebook
 
 
 @dataclass(frozen=True)
@@ -111,26 +108,41 @@ def train(problem: Problem, config: TrainingConfig, on_checkpoint: OnCheckpoint 
     """Run the protocol in `config.mode`; deterministic given (problem, config). With on_checkpoint,
     training stops after the first generation at which it returns True (stopped_at; the arrays then
     hold only the generations trained)."""
+    checkpoint = _checkpoints(problem.eigenvalues, config, on_checkpoint)
+    if config.mode == "dense":
+        gammas, grad_norms, device = _train_torch(problem, config, initial_gamma(config, problem), checkpoint)
+        return training_record(problem, config, gammas, grad_norms, device, config.dtype)
+    backend = backend_for(config.device, batch_dtype(config))
+    run = batch_run(problem, config, checkpoint)
+    train_batch([run], config.depths(), config.batches_per_generation, config.mode, backend)
+    return training_record(problem, config, run.gammas, run.grad_norms, backend.name, batch_dtype(config))
+
+
+def batch_dtype(config: TrainingConfig) -> str:
+    """expected: float64 (exact loss); eigen: the run's dtype."""
+    return "float64" if config.mode == "expected" else config.dtype
+
+
+def batch_run(problem: Problem, config: TrainingConfig, checkpoint: Callable[[int, Array], bool] | None) -> BatchRun:
+    """The run of a batch (workers/batched.py) that trains this (problem, config)."""
+    return BatchRun(eigenvalues=problem.eigenvalues, gamma0=initial_gamma(config, problem), lr=config.lr,
+                    batch_size=config.batch_size, seed=config.seed, checkpoint=checkpoint)
+
+
+def training_record(problem: Problem, config: TrainingConfig, gammas: list[Array], grad_norms: list[float],
+                    device: str, dtype: str) -> Training:
+    """A point's Training from γ after each of its generations (a prefix of a deeper training is cut
+    to config.T entries); the validation loss uses the point's own seed."""
     lam = problem.eigenvalues
     n = lam.shape[0]
+    gammas = [np.asarray(g, dtype=np.float64)[: config.T] for g in gammas]
     validation = np.random.default_rng([config.seed, 2]).chisquare(VALIDATION_SAMPLES, n) / (VALIDATION_SAMPLES * n)
-    exact = np.full(n, 1.0 / n)
-    gamma0 = initial_gamma(config, problem)
-    checkpoint = _checkpoints(lam, config, on_checkpoint)
-    if config.mode == "expected":
-        gammas, grad_norms = _train_expected(lam, config, gamma0, checkpoint)
-        device, dtype = "cpu", "float64"
-    else:
-        gammas, grad_norms, device = _train_torch(problem, config, gamma0, checkpoint)
-        dtype = config.dtype
     depths = config.depths()[: len(gammas)]
     validation_loss = np.array([error_curve(residual_polynomials(g[:d], lam), validation)[-1]
                                 for g, d in zip(gammas, depths)])
-    expected_loss = np.array([error_curve(residual_polynomials(g[:d], lam), exact)[-1]
-                              for g, d in zip(gammas, depths)])
     return Training(
         gamma=gammas[-1].copy(), gamma_by_generation=np.array(gammas), validation_loss=validation_loss,
-        expected_loss=expected_loss, grad_norm=np.array(grad_norms),
+        expected_loss=np.array([expected_loss(g, d, lam) for g, d in zip(gammas, depths)]), grad_norm=np.array(grad_norms[: len(gammas)]),
         adam_steps=len(depths) * config.batches_per_generation, device=device, dtype=dtype,
         stopped_at=len(gammas) if len(gammas) < config.T else None,
     )
@@ -140,62 +152,36 @@ def _checkpoints(lam: Array, config: TrainingConfig, on_checkpoint: OnCheckpoint
     """(generation index, γ after it) -> stop?; never stops without on_checkpoint (and costs nothing)."""
     if on_checkpoint is None:
         return lambda generation, gamma: False
-    exact = np.full(lam.shape[0], 1.0 / lam.shape[0])
     depths = config.depths()
 
     def checkpoint(generation: int, gamma: Array) -> bool:
-        value = error_curve(residual_polynomials(np.asarray(gamma, dtype=np.float64)[: depths[generation]], lam), exact)[-1]
-        return bool(on_checkpoint(generation + 1, float(value)))
+        return bool(on_checkpoint(generation + 1, expected_loss(gamma, depths[generation], lam)))
 
     return checkpoint
 
 
+def expected_loss(gamma: Array, depth: int, lam: Array) -> float:
+    """The exact expected loss (1/n) Σ_i P_depth(λ_i)² of the prefix γ[:depth], float64 (what
+    on_checkpoint receives and Training.expected_loss holds)."""
+    return float(error_curve(residual_polynomials(np.asarray(gamma, dtype=np.float64)[:depth], lam),
+                             np.full(lam.shape[0], 1.0 / lam.shape[0]))[-1])
+
+
 class NumpyAdam:
-    """torch.optim.Adam (no weight decay, no amsgrad) on one float64 vector, same operation order.
+    """torch.optim.Adam on one float64 vector: workers.batched.BatchedAdam with one row."""
 
-    One step counter for the whole vector, as torch keeps per tensor. Only a prefix [:depth] is
-    updated: entries that have never had a gradient have zero moments, so torch leaves them unchanged.
-    """
-
-    def __init__(self, size: int, lr: float, betas: tuple[float, float] = _BETAS, eps: float = _EPS):
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avg = np.zeros(size)
-        self.exp_avg_sq = np.zeros(size)
-        self.step_count = 0
+    def __init__(self, size: int, lr: float):
+        self._adam = BatchedAdam(NumpyBackend("float64"), (1, size), [lr])
 
     def step(self, param: Array, grad: Array) -> None:
         """Update param[:len(grad)] in place."""
-        beta1, beta2 = self.betas
-        depth = grad.shape[0]
-        self.step_count += 1
-        exp_avg, exp_avg_sq = self.exp_avg[:depth], self.exp_avg_sq[:depth]
-        exp_avg += (1.0 - beta1) * (grad - exp_avg)  # torch: exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1.0 - beta2) * grad * grad
-        step_size = self.lr / (1.0 - beta1**self.step_count)
-        denom = np.sqrt(exp_avg_sq) / math.sqrt(1.0 - beta2**self.step_count) + self.eps
-        param[:depth] -= step_size * exp_avg / denom
-
-
-def _train_expected(lam: Array, config: TrainingConfig, gamma0: Array,
-                    checkpoint: Callable[[int, Array], bool]) -> tuple[list[Array], list[float]]:
-    gamma = gamma0.astype(np.float64).copy()
-    weights = np.full(lam.shape[0], 1.0 / lam.shape[0])
-    adam = NumpyAdam(config.T, config.lr)
-    gammas, grad_norms = [], []
-    for generation, depth in enumerate(config.depths()):
-        for _ in range(config.batches_per_generation):
-            _, grad = loss_and_gradient(gamma[:depth], lam, weights)
-            adam.step(gamma, grad)
-        gammas.append(gamma.copy())
-        grad_norms.append(float(np.linalg.norm(grad)))
-        if checkpoint(generation, np.abs(gamma)):
-            break
-    return gammas, grad_norms
+        self._adam.step(param[None, :], grad[None, :])
 
 
 def resolve_device(requested: str) -> str:
     """`auto` picks cuda when present; `cuda` without a GPU is an error, not a silent fallback."""
+    import torch
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
@@ -205,34 +191,33 @@ def resolve_device(requested: str) -> str:
 
 def _train_torch(problem: Problem, config: TrainingConfig, gamma0: Array,
                  checkpoint: Callable[[int, Array], bool]) -> tuple[list[Array], list[float], str]:
+    import torch
+    import torch._dynamo  # noqa: F401 - torch.optim imports it on first use (~1.5 s)
+
     device = resolve_device(config.device)
     dtype = torch.float32 if config.dtype == "float32" else torch.float64
     gamma = torch.nn.Parameter(torch.tensor(gamma0, dtype=dtype, device=device))
     optimizer = torch.optim.Adam([gamma], lr=config.lr)  # created once, never reset
-    loss_at_depth = (_dense_loss if config.mode == "dense" else _eigen_loss)(problem, config, dtype, device)
+    loss_at_depth = _dense_loss(problem, config, dtype, device)
     gammas, grad_norms = [], []
-    threads = torch.get_num_threads()
-    if config.mode == "eigen" and device == "cpu":
-        torch.set_num_threads(1)  # an n×T product per step: intra-op threads only add sync overhead
-    try:
-        for generation, depth in enumerate(config.depths()):
-            batch_losses = loss_at_depth(generation, depth)
-            for batch in range(config.batches_per_generation):
-                optimizer.zero_grad()
-                loss = batch_losses(gamma, batch)
-                loss.backward()
-                optimizer.step()
-            gammas.append(gamma.detach().to("cpu", torch.float64).numpy().copy())
-            grad_norms.append(float(gamma.grad.norm()))
-            if checkpoint(generation, np.abs(gammas[-1])):
-                break
-    finally:
-        torch.set_num_threads(threads)
+    for generation, depth in enumerate(config.depths()):
+        batch_losses = loss_at_depth(generation, depth)
+        for batch in range(config.batches_per_generation):
+            optimizer.zero_grad()
+            loss = batch_losses(gamma, batch)
+            loss.backward()
+            optimizer.step()
+        gammas.append(gamma.detach().to("cpu", torch.float64).numpy().copy())
+        grad_norms.append(float(gamma.grad.norm()))
+        if checkpoint(generation, np.abs(gammas[-1])):
+            break
     return gammas, grad_norms, device
 
 
 def _dense_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: str):
     """Faithful to the notebook: fresh x ~ N(0, I) per batch, y = xH, s ← s − |γ_t|(sH − y)Hᵀ."""
+    import torch
+
     h = torch.tensor(problem.factor().T, dtype=dtype, device=device)  # H (n×m), row-vector form
     generator = torch.Generator(device=device).manual_seed(config.seed)
     n = problem.n
@@ -245,26 +230,6 @@ def _dense_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: st
             for t in range(depth):
                 s = s - gamma[t].abs() * ((s @ h - y) @ h.T)
             return torch.nn.functional.mse_loss(s, x)
-
-        return batch_loss
-
-    return for_generation
-
-
-def _eigen_loss(problem: Problem, config: TrainingConfig, dtype: Any, device: str):
-    """Σ_i w_i P_g(λ_i)² with w = χ²(B)/(B·n), drawn for a whole generation at once."""
-    lam = torch.tensor(problem.eigenvalues, dtype=dtype, device=device)
-    rng = np.random.default_rng([config.seed, 3])
-    scale = 1.0 / (config.batch_size * problem.n)
-
-    def for_generation(generation: int, depth: int):
-        draws = rng.chisquare(config.batch_size, (config.batches_per_generation, problem.n)) * scale
-        weights = torch.tensor(draws, dtype=dtype, device=device)
-        column = lam[:, None]
-
-        def batch_loss(gamma, batch: int):
-            poly = torch.prod(1.0 - column * gamma[:depth].abs(), dim=1)
-            return torch.dot(weights[batch], poly * poly)
 
         return batch_loss
 

@@ -14,73 +14,65 @@ import numpy as np
 from workers import chebyshev as cheb
 from workers import metrics
 from workers.dugd import OnCheckpoint, Training, TrainingConfig, resolved_init, train
+# identical_across_seeds, unit_keys, unit_work: this problem's planning hooks (workers/units.py)
+from workers.dugd_units import Problems, identical_across_seeds, instance_key, train_points, unit_keys, unit_work
 from workers.optimal import optimal_steps
 from workers.result import Result
 from workers.specs import DugdSpec
-from workers.spectra import Problem, build_problem
+from workers.spectra import Problem
 from workers.unrolling import curse_of_unrolling
 
 EMPIRICAL_SEED_STREAM = 4  # eval samples come from default_rng([seed, 4]), apart from training draws
 
 
 def run_dugd_many(specs: Sequence[DugdSpec], hooks: Sequence[OnCheckpoint | None]) -> list[Result]:
-    """Results of run_dugd(spec, hook) for each point (workers.run.run_many's batched handler)."""
-    return [_run_dugd_alone(spec, hook) for spec, hook in zip(specs, hooks)]
+    """run_dugd(spec, hook) for each point, sharing what the points share (workers/dugd_units.py):
+    each instance's Problem and each (instance, T)'s references once, families trained once, batches
+    as one array program. Each point fails alone (FAILED with its reason)."""
+    problems, references = Problems(), _References()
+    trainings = train_points(specs, hooks, problems)
+    results = []
+    for spec, hook, training in zip(specs, hooks, trainings):
+        try:
+            if isinstance(training, Exception):
+                raise training
+            results.append(_record(spec, hook, training, problems, references))
+        except Exception as error:  # noqa: BLE001 - recorded, not swallowed
+            results.append(Result(params={}, status="FAILED", reason=f"{type(error).__name__}: {error}"))
+    return results
 
 
 def run_dugd(spec: DugdSpec, on_checkpoint: OnCheckpoint | None = None) -> Result:
-    """One point: run_dugd_many([spec], [on_checkpoint])[0]."""
+    """One point: run_dugd_many([spec], [on_checkpoint])[0]. on_checkpoint(generation, prefix MSE) ->
+    stop? (workers.dugd.OnCheckpoint): a run told to stop comes back KILLED with its partial training
+    curves and no comparison (primal-dual training reports no checkpoints)."""
     return run_dugd_many([spec], [on_checkpoint])[0]
 
 
-def identical_across_seeds(spec: DugdSpec) -> bool:
-    """The seed cannot change training: the exact expected loss (no draws) from a constant init (auto or
-    a number), without descending constraints (their training draws noise from the seed). Only the
-    validation sample and the empirical MSE curve still depend on the seed."""
-    return spec.descent_eps is None and spec.mode == "expected" and spec.init != "random"
+class _References:
+    """reference_part(problem, T) once per (instance, T, edges) of a run_many call."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple, tuple[dict, dict]] = {}
+
+    def get(self, spec: DugdSpec, problem: Problem) -> tuple[dict, dict]:
+        key = (instance_key(spec), spec.T)
+        if key not in self._made:
+            self._made[key] = reference_part(problem, spec.T)
+        return self._made[key]
 
 
-def unit_keys(spec: DugdSpec) -> tuple[tuple, tuple]:
-    """(share_key, family_key) for workers.units.plan_units.
-
-    share_key: what a batch of trainings must have in common (n and the protocol's shape). family_key:
-    the training itself, so points of one family train once: without T under incremental training
-    (depth prefixes) and without the seed where identical_across_seeds."""
-    params = spec.model_dump(mode="json")
-    if spec.descent_eps is not None:  # primal-dual training runs alone
-        return ("dugd", "descending", spec.n), tuple(sorted(params.items()))
-    share = ("dugd", spec.n, spec.mode, spec.training, spec.batches_per_generation, spec.dtype, spec.device,
-             spec.T if spec.training == "full" else None)
-    dropped = {"eval_samples"} | ({"T"} if spec.training == "incremental" else set())
-    if identical_across_seeds(spec):
-        dropped.add("seed")
-    if spec.mode == "expected":
-        dropped |= {"batch_size", "dtype", "device"}
-    return share, tuple(sorted((k, v) for k, v in params.items() if k not in dropped))
-
-
-def unit_work(spec: DugdSpec) -> float:
-    """Rough compute of a point alone, in factor evaluations: steps × n × mean depth (dense: × the
-    batch's matrix products)."""
+def _record(spec: DugdSpec, hook: OnCheckpoint | None, training: Training | None, problems: Problems,
+            references: _References) -> Result:
+    """A point's Result from its Training (None: dense or descending, trained here alone)."""
+    problem = problems.get(spec)
     if spec.descent_eps is not None:
-        return float(spec.descent_epochs * spec.descent_batches_per_epoch * spec.n * spec.T * 4)
-    depth_sum = spec.T * (spec.T + 1) / 2 if spec.training == "incremental" else spec.T * spec.T
-    per_factor = 4.0 * spec.batch_size * (spec.m or 2 * spec.n) if spec.mode == "dense" else 1.0
-    return float(spec.batches_per_generation * spec.n * depth_sum * per_factor)
-
-
-def _run_dugd_alone(spec: DugdSpec, on_checkpoint: OnCheckpoint | None = None) -> Result:
-    """on_checkpoint(generation, prefix MSE) -> stop? (workers.dugd.OnCheckpoint): a run told to stop
-    comes back KILLED with its partial training curves and no comparison (primal-dual training
-    reports no checkpoints)."""
-    problem = build_problem(spec)
-    if spec.descent_eps is not None:
-        return _run_descending(problem, spec)
-    config = TrainingConfig.from_spec(spec)
-    training = train(problem, config, on_checkpoint)
+        return _run_descending(problem, spec, references.get(spec, problem))
+    if training is None:
+        training = train(problem, TrainingConfig.from_spec(spec), hook)
     if training.stopped_at is not None:
         return stopped_result(training)
-    scalars, series = compare(problem, training.steps, spec.T)
+    scalars, series = compare(problem, training.steps, spec.T, references.get(spec, problem))
     series["mse_curve_empirical"] = empirical_mse_curve(problem, training.steps, spec, training.device)
     scalars["mse_empirical"] = series["mse_curve_empirical"][-1]
     _add_training(scalars, series, training)
@@ -109,17 +101,32 @@ def stopped_result(training: Training) -> Result:
     return Result(params={}, status="KILLED", reason=reason, scalars=scalars, series=series, info=info)
 
 
-def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Every tracking, operator, curve, descent and ordering metric of a learned schedule."""
+def reference_part(problem: Problem, T: int) -> tuple[dict[str, float | None], dict[str, np.ndarray]]:
+    """What compare() reports that depends on the instance and T alone: the problem's facts, the
+    reference schedules, their curves, bounds and curse-of-unrolling metrics."""
     lam = problem.eigenvalues
     low, high = problem.reference_edges
     kappa = high / low
-    references = {
-        "": cheb.chebyshev_steps(low, high, T),
-        "_mp": cheb.chebyshev_steps(problem.mp_lower, problem.mp_upper, T),
-        "_second_kind": cheb.second_kind_steps(low, high, T),
-        "_optimal": optimal_steps(lam, T, edges=(problem.lambda_min, problem.lambda_max)),
+    series: dict[str, np.ndarray] = {
+        "chebyshev_steps": cheb.chebyshev_steps(low, high, T),
+        "chebyshev_steps_mp": cheb.chebyshev_steps(problem.mp_lower, problem.mp_upper, T),
+        "second_kind_steps": cheb.second_kind_steps(low, high, T),
+        "optimal_steps": optimal_steps(lam, T, edges=(problem.lambda_min, problem.lambda_max)),
     }
+    gd_step = cheb.optimal_constant_step(problem.lambda_min, problem.lambda_max)
+    heavy_step, momentum = cheb.heavy_ball_parameters(problem.lambda_min, problem.lambda_max)
+    uniform = np.full(lam.shape[0], 1.0 / lam.shape[0])
+    series.update({
+        "mse_curve_gd": metrics.mse_curve(np.full(T, gd_step), lam),
+        "mse_curve_chebyshev": metrics.mse_curve(series["chebyshev_steps"], lam),
+        "mse_curve_second_kind": metrics.mse_curve(series["second_kind_steps"], lam),
+        "mse_curve_optimal": metrics.mse_curve(series["optimal_steps"], lam),
+        # x_{−1} = x_0 = 0: the first heavy-ball step is a plain GD step
+        "mse_curve_heavy_ball": metrics.error_curve(
+            metrics.heavy_ball_polynomials(lam, heavy_step, momentum, T, previous_factor=1.0), uniform
+        ),
+    })
+    rho_chebyshev = metrics.rho(series["chebyshev_steps"], lam)
     scalars: dict[str, float | None] = {
         "lambda_min": problem.lambda_min,
         "lambda_max": problem.lambda_max,
@@ -129,42 +136,44 @@ def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, floa
         "kappa_mp": problem.kappa_mp,
         "lambda_min_reference": low,
         "lambda_max_reference": high,
+        "rho_chebyshev": rho_chebyshev,
+        "chebyshev_bound": cheb.chebyshev_bound(kappa, T),
+        "rate_chebyshev": metrics.rate(rho_chebyshev, T),
+        "rate_bound": cheb.chebyshev_rate(kappa, T),
+        "q": cheb.q_factor(kappa),
+        "rate_constant": cheb.constant_step_rate(kappa),
     }
-    for suffix, reference in references.items():
-        scalars[f"root_error{suffix}"] = metrics.root_error(steps, 1.0 / reference)
-        scalars[f"step_error{suffix}"] = metrics.step_error(steps, reference)
-        scalars[f"max_abs_log_ratio{suffix}"] = metrics.max_abs_log_ratio(steps, reference)
+    unrolling = curse_of_unrolling(series["chebyshev_steps"], lam, lambda_min=problem.lambda_min,
+                                   lambda_max=problem.lambda_max)
+    scalars.update({f"{k}_chebyshev": v for k, v in unrolling["scalars"].items()})
+    series.update({f"{k}_chebyshev": np.asarray(v) for k, v in unrolling["series"].items()})
+    return scalars, series
 
-    chebyshev_steps = references[""]
+
+def compare(problem: Problem, steps: np.ndarray, T: int,
+            reference: tuple[dict, dict] | None = None) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Every tracking, operator, curve, descent and ordering metric of a learned schedule
+    (reference: reference_part(problem, T), computed here when not given)."""
+    lam = problem.eigenvalues
+    reference_scalars, reference_series = reference if reference is not None else reference_part(problem, T)
+    scalars: dict[str, float | None] = dict(reference_scalars)
+    references = {"": "chebyshev_steps", "_mp": "chebyshev_steps_mp", "_second_kind": "second_kind_steps",
+                  "_optimal": "optimal_steps"}
+    for suffix, name in references.items():
+        scalars[f"root_error{suffix}"] = metrics.root_error(steps, 1.0 / reference_series[name])
+        scalars[f"step_error{suffix}"] = metrics.step_error(steps, reference_series[name])
+        scalars[f"max_abs_log_ratio{suffix}"] = metrics.max_abs_log_ratio(steps, reference_series[name])
+
+    chebyshev_steps = reference_series["chebyshev_steps"]
     rho = metrics.rho(steps, lam)
-    rho_chebyshev = metrics.rho(chebyshev_steps, lam)
     scalars.update(
         rho=rho,
         rho_sup=metrics.sup_on_interval(steps, problem.lambda_min, problem.lambda_max),
-        rho_chebyshev=rho_chebyshev,
-        rho_ratio=rho / rho_chebyshev,
-        chebyshev_bound=cheb.chebyshev_bound(kappa, T),
+        rho_ratio=rho / scalars["rho_chebyshev"],
         rate=metrics.rate(rho, T),
-        rate_chebyshev=metrics.rate(rho_chebyshev, T),
-        rate_bound=cheb.chebyshev_rate(kappa, T),
-        q=cheb.q_factor(kappa),
-        rate_constant=cheb.constant_step_rate(kappa),
     )
-
-    gd_step = cheb.optimal_constant_step(problem.lambda_min, problem.lambda_max)
-    heavy_step, momentum = cheb.heavy_ball_parameters(problem.lambda_min, problem.lambda_max)
-    uniform = np.full(lam.shape[0], 1.0 / lam.shape[0])
-    curves = {
-        "mse_curve": metrics.mse_curve(steps, lam),
-        "mse_curve_gd": metrics.mse_curve(np.full(T, gd_step), lam),
-        "mse_curve_chebyshev": metrics.mse_curve(chebyshev_steps, lam),
-        "mse_curve_second_kind": metrics.mse_curve(references["_second_kind"], lam),
-        "mse_curve_optimal": metrics.mse_curve(references["_optimal"], lam),
-        # x_{−1} = x_0 = 0: the first heavy-ball step is a plain GD step
-        "mse_curve_heavy_ball": metrics.error_curve(
-            metrics.heavy_ball_polynomials(lam, heavy_step, momentum, T, previous_factor=1.0), uniform
-        ),
-    }
+    curves = {"mse_curve": metrics.mse_curve(steps, lam),
+              **{name: reference_series[name] for name in reference_series if name.startswith("mse_curve_")}}
     for name, curve in curves.items():
         scalars[name.replace("_curve", "")] = float(curve[-1])
     scalars["mse_ratio"] = scalars["mse"] / scalars["mse_chebyshev"]
@@ -183,15 +192,12 @@ def compare(problem: Problem, steps: np.ndarray, T: int) -> tuple[dict[str, floa
         steps_above_2_over_lambda_max=float(metrics.steps_above(steps, 2.0 / problem.lambda_max)),
         largest_step_times_lambda_min=float(np.max(steps) * problem.lambda_min),
     )
-    unrolling = _unrolling(steps, chebyshev_steps, problem)
-    scalars.update(unrolling["scalars"])
+    learned = curse_of_unrolling(steps, lam, lambda_min=problem.lambda_min, lambda_max=problem.lambda_max)
+    scalars.update(learned["scalars"])
     series = {
-        **unrolling["series"],
+        **learned["series"],
+        **{name: values for name, values in reference_series.items() if not name.startswith("mse_curve_")},
         "learned_steps": steps,
-        "chebyshev_steps": chebyshev_steps,
-        "chebyshev_steps_mp": references["_mp"],
-        "second_kind_steps": references["_second_kind"],
-        "optimal_steps": references["_optimal"],
         "log_ratios": metrics.log_ratios(steps, chebyshev_steps),
         "descent_ratios": ratios,
         **curves,
@@ -233,18 +239,7 @@ def _add_training(scalars: dict[str, float], series: dict[str, list[float]], tra
     series["learned_steps_by_generation"] = np.abs(training.gamma_by_generation).ravel().tolist()
 
 
-def _unrolling(steps: np.ndarray, chebyshev_steps: np.ndarray, problem: Problem) -> dict[str, dict]:
-    """Curse-of-unrolling metrics (domain.md §6) of the learned steps, and `_chebyshev` of the reference."""
-    edges = {"lambda_min": problem.lambda_min, "lambda_max": problem.lambda_max}
-    learned = curse_of_unrolling(steps, problem.eigenvalues, **edges)
-    reference = curse_of_unrolling(chebyshev_steps, problem.eigenvalues, **edges)
-    return {
-        "scalars": {**learned["scalars"], **{f"{k}_chebyshev": v for k, v in reference["scalars"].items()}},
-        "series": {**learned["series"], **{f"{k}_chebyshev": v for k, v in reference["series"].items()}},
-    }
-
-
-def _run_descending(problem: Problem, spec: DugdSpec) -> Result:
+def _run_descending(problem: Problem, spec: DugdSpec, reference: tuple[dict, dict] | None = None) -> Result:
     """Primal-dual training with descending constraints (domain.md §7.3), then the same comparison."""
     from workers.descending import train_descending
 
@@ -253,7 +248,7 @@ def _run_descending(problem: Problem, spec: DugdSpec) -> Result:
         batch_size=spec.batch_size, epochs=spec.descent_epochs, batches_per_epoch=spec.descent_batches_per_epoch,
         dual_lr=spec.dual_lr, noise=spec.descent_noise, seed=spec.seed,
     )
-    scalars, series = compare(problem, outcome.steps, spec.T)
+    scalars, series = compare(problem, outcome.steps, spec.T, reference)
     extra_scalars, extra_series = outcome.result_fields()
     scalars.update(extra_scalars)
     series.update({k: v for k, v in extra_series.items() if k != "learned_steps"})
@@ -270,3 +265,7 @@ def _failed_if_diverged(result: Result) -> Result:
         result.status = "FAILED"
         result.reason = f"diverged: learned steps give MSE_T = {curve[-1]:.3g} >= MSE_0 = {curve[0]:.3g} (contraction {contraction:.3g})"
     return result
+
+
+__all__ = ["compare", "empirical_mse_curve", "identical_across_seeds", "reference_part", "run_dugd",
+           "run_dugd_many", "stopped_result", "unit_keys", "unit_work"]

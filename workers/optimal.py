@@ -28,7 +28,7 @@ def loss_and_gradient(steps: Array, eigenvalues: Array, weights: Array) -> tuple
     if factors.all():
         grad = (weighted * poly) @ np.reciprocal(factors, out=factors)
     else:  # a root sits exactly on an eigenvalue
-        grad = weighted @ _leave_one_out(factors)
+        grad = weighted @ leave_one_out(factors)
     grad *= -np.sign(steps)
     return float(weights @ (poly * poly)), grad
 
@@ -52,7 +52,7 @@ def log_loss_and_gradient(log_roots: Array, eigenvalues: Array, log_weights: Arr
     return float(top + np.log(total)), np.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _leave_one_out(factors: Array) -> Array:
+def leave_one_out(factors: Array) -> Array:
     """Π_{s≠t} factors[:, s] without division (prefix × suffix cumulative products)."""
     ones = np.ones((factors.shape[0], 1))
     prefix = np.cumprod(np.hstack([ones, factors[:, :-1]]), axis=1)

@@ -55,18 +55,20 @@ def identical_across_seeds(spec: Mapping[str, Any] | Any) -> bool:
     return bool(decide(spec)) if decide is not None else False
 
 
-def plan_units(specs: Sequence[Mapping[str, Any] | Any], slots: int) -> list[list[int]]:
+def plan_units(specs: Sequence[Mapping[str, Any] | Any], slots: int,
+               units_per_slot: int = UNITS_PER_SLOT) -> list[list[int]]:
     """Group point indices into units: every index exactly once, in a deterministic order.
 
     Rule: points form families (equal unit_keys; a family is never split: it trains once). A family's
     work is its costliest point's unit_work (it trains once, at its deepest point) plus 5 % of the
     others'. Families sorted by share key are packed greedily, in order, into units of at most
-    target = total work / (UNITS_PER_SLOT × slots), so a unit mostly holds one share key (it batches),
-    tiny share groups merge, and there are about UNITS_PER_SLOT units per slot when there is enough
-    work (fewer when there are fewer families). A family above the target is a unit alone.
+    target = total work / (units_per_slot × slots), so a unit mostly holds one share key (it batches),
+    tiny share groups merge, and there are about units_per_slot units per slot when there is enough
+    work (fewer when there are fewer families). A family above the target is a unit alone. Fewer
+    units per slot batch more per unit; more balance stragglers better.
     """
-    if slots < 1:
-        raise ValueError(f"slots: got {slots}, expected >= 1")
+    if slots < 1 or units_per_slot < 1:
+        raise ValueError(f"slots, units_per_slot: got {slots}, {units_per_slot}, expected both >= 1")
     parsed = [parse_spec(s) if isinstance(s, Mapping) else s for s in specs]
     families: dict[tuple[Hashable, Hashable], list[int]] = {}
     for index, spec in enumerate(parsed):
@@ -75,7 +77,7 @@ def plan_units(specs: Sequence[Mapping[str, Any] | Any], slots: int) -> list[lis
     for key, members in families.items():
         costs = sorted((unit_work(parsed[i]) for i in members), reverse=True)
         work[key] = costs[0] + 0.05 * sum(costs[1:])
-    target = sum(work.values()) / (UNITS_PER_SLOT * slots)
+    target = sum(work.values()) / (units_per_slot * slots)
     units: list[list[int]] = []
     current: list[int] = []
     current_work = 0.0
