@@ -83,10 +83,11 @@ def test_resume_of_a_partly_done_depth_family_runs_only_its_missing_depths(ray_l
     whole = load_sweep(DEPTHS.format(T=[1, 2, 3, 4, 5]))
     missing = [p for p in whole.expand() if p.run_key not in before]
     # What the resumed coordinator plans: the missing points only, so a family trains to T = 4, not 5.
+    # Expected mode, constant init: the seeds cannot change training, so all six points are one family.
     planned = unit_plan.plan(missing, 2)
-    assert max(point.params["T"] for unit in planned for point in unit) == 4
+    assert len(planned) == 1 and max(point.params["T"] for point in planned[0]) == 4
     second = submit(whole, tracking_uri=mlflow_uri, figures=False)
-    assert (second.total, second.skipped, second.finished, second.failed) == (10, 4, 6, 0)
+    assert (second.total, second.skipped, second.finished, second.failed, second.tasks) == (10, 4, 6, 0, 1)
     runs = children(mlflow_uri, "depth-resume")
     assert len(runs) == 10 and duplicate_keys(runs) == {}
     after = {run.data.tags[tracking.TAG_RUN_KEY]: run.info.run_id for run in runs}
