@@ -164,7 +164,7 @@ class SearchSource:
         return points
 
     def checkpoint_ids(self, points: list[RunPoint]) -> list[tuple[int, str]] | None:
-        """What each run of a chunk posts to the board as (None without a pruner)."""
+        """What each point of a unit posts to the board as (None without a pruner)."""
         return [(point.trial, point.run_key) for point in points] if self.board is not None else None
 
     def prepare(self, point: RunPoint, record: dict[str, Any]) -> dict[str, Any]:
