@@ -112,7 +112,7 @@ def train(problem: Problem, config: TrainingConfig, on_checkpoint: OnCheckpoint 
     if config.mode == "dense":
         gammas, grad_norms, device = _train_torch(problem, config, initial_gamma(config, problem), checkpoint)
         return training_record(problem, config, gammas, grad_norms, device, config.dtype)
-    backend = backend_for(config.device, batch_dtype(config))
+    backend = backend_for(batch_device(config), batch_dtype(config))
     run = batch_run(problem, config, checkpoint)
     train_batch([run], config.depths(), config.batches_per_generation, config.mode, backend)
     return training_record(problem, config, run.gammas, run.grad_norms, backend.name, batch_dtype(config))
@@ -121,6 +121,11 @@ def train(problem: Problem, config: TrainingConfig, on_checkpoint: OnCheckpoint 
 def batch_dtype(config: TrainingConfig) -> str:
     """expected: float64 (exact loss); eigen: the run's dtype."""
     return "float64" if config.mode == "expected" else config.dtype
+
+
+def batch_device(config: TrainingConfig) -> str:
+    """expected: the CPU (its `device` is inactive); eigen: the run's device."""
+    return "cpu" if config.mode == "expected" else config.device
 
 
 def batch_run(problem: Problem, config: TrainingConfig, checkpoint: Callable[[int, Array], bool] | None) -> BatchRun:

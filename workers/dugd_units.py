@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from workers.batched import BatchRun, backend_for, train_batch
-from workers.dugd import OnCheckpoint, Training, TrainingConfig, batch_dtype, batch_run, expected_loss, training_record
+from workers.dugd import (OnCheckpoint, Training, TrainingConfig, batch_device, batch_dtype, batch_run, expected_loss,
+                          training_record)
 from workers.specs import DugdSpec
 from workers.spectra import Problem, build_problem
 
@@ -46,7 +47,7 @@ def unit_keys(spec: DugdSpec) -> tuple[tuple, tuple]:
     if spec.descent_eps is not None or spec.mode == "dense":  # these run alone
         return ("dugd", spec.mode, spec.n, spec.descent_eps is not None), tuple(sorted(params.items()))
     share = ("dugd", spec.n, spec.mode, spec.training, spec.batches_per_generation, batch_dtype(spec),
-             spec.device if spec.mode == "eigen" else "cpu", spec.T if spec.training == "full" else 0)
+             batch_device(spec), spec.T if spec.training == "full" else 0)
     dropped = {"eval_samples"} | ({"T"} if spec.training == "incremental" else set())
     if identical_across_seeds(spec):
         dropped.add("seed")
@@ -139,11 +140,11 @@ def train_points(specs: Sequence[DugdSpec], hooks: Sequence[OnCheckpoint | None]
     for family in families.values():
         config = family.config
         batches.setdefault((family.problem.n, config.T, config.mode, config.training, config.batches_per_generation,
-                            batch_dtype(config), config.device), []).append(family)
+                            batch_dtype(config), batch_device(config)), []).append(family)
     for (_, _, mode, _, steps, dtype, device), group in batches.items():
         runs = [batch_run(family.problem, family.config, family.checkpoint) for family in group]
         try:
-            backend = backend_for(device if mode == "eigen" else "cpu", dtype)
+            backend = backend_for(device, dtype)
             train_batch(runs, group[0].config.depths(), steps, mode, backend)
         except Exception as error:  # noqa: BLE001 - a failed batch fails its points, not the call
             for family in group:
