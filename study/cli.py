@@ -117,7 +117,13 @@ def _call_server(server: str, call):
 @app.command("validate")
 def validate(file: str = typer.Argument(..., help="sweep file (YAML or JSON)")) -> None:
     """Check a sweep file: every error one line (exit 2), or a summary of the runs it asks for."""
-    typer.echo(_load_sweep_or_exit(file).summary())
+    from study.sweep_checks import seed_note
+
+    sweep = _load_sweep_or_exit(file)
+    typer.echo(sweep.summary())
+    note = seed_note(sweep)
+    if note:
+        typer.echo(note)
 
 
 @app.command("submit")
@@ -136,17 +142,25 @@ def submit(
     import threading
 
     sweep = _load_sweep_or_exit(file)  # nothing is submitted or written while the file has errors
-    for note in sweep.notes:  # e.g. a grid ignores its pruner
-        typer.echo(note, err=True)
+    from study.sweep_checks import seed_note
+
+    for note in [*sweep.notes, seed_note(sweep)]:  # e.g. a grid ignores its pruner; seeds that change nothing
+        if note:
+            typer.echo(note, err=True)
     if server:  # the service runs it; token from $STUDY_API_TOKEN
         from study.client import submit_to_server
 
         if wait:
             fail(f"--wait: got it with --server {server!r}, expected it only for a local coordinator (the service answers 409)")
         raise typer.Exit(_call_server(server, lambda: submit_to_server(server, sweep.source_text, echo=typer.echo)))
+    import time
+
+    imports_started = time.monotonic()
     from study import lease, sweep_start, tracking
     from study.coordinator import submit as submit_sweep
     from study.progress import ProgressLine, summary_text
+
+    imports_s = time.monotonic() - imports_started
 
     try:  # before the progress line: a refusal is one line
         held = lease.acquire(sweep, tracking.resolve_tracking_uri(tracking_uri), wait=wait,
@@ -171,6 +185,14 @@ def submit(
     except sweep_start.SweepStartRefused as refused:
         fail(str(refused), 1)
     typer.echo(summary_text(summary, sweep.metric.name))
+    if os.environ.get("STUDY_TIMING"):  # where a sweep's seconds went (benchmarks/distinct_work.py reads these)
+        import ray
+
+        shutdown_started = time.monotonic()
+        ray.shutdown()  # what the exit would do anyway (a local Ray stops with this process)
+        phases = {"imports: MLflow, Ray": imports_s, **summary.phases, "ray shutdown": time.monotonic() - shutdown_started}
+        for phase, seconds in phases.items():
+            typer.echo(f"timing: {phase}: {seconds:.2f} s", err=True)
     if summary.status == "KILLED":
         raise typer.Exit(130)
     if summary.spool:  # the runs are done but the store did not take them all: not a success

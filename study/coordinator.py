@@ -1,8 +1,9 @@
-"""Run a sweep on Ray: bounded in-flight tasks, chunking of short runs, per-run timeouts, resume by
-run key, cancel, and one background MLflow writer. `submit(sweep) -> SweepSummary`.
+"""Run a sweep on Ray: units of work (study.unit_plan), bounded in-flight tasks, per-point timeouts,
+resume by run key, cancel, and one background MLflow writer. `submit(sweep) -> SweepSummary`.
 
-Data flow: Sweep -> RunPoints -> Ray tasks calling workers.run.run -> plain records -> the writer
-(MLflow) and, for search methods, Optuna. This process is the only one that writes to either.
+Data flow: Sweep -> RunPoints -> units (points that share computation) -> one Ray task per unit
+calling workers.run.run_many -> one plain record per point -> the writer (MLflow) and, for search
+methods, Optuna. This process is the only one that writes to either. Progress counts points.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
-from study import lease, names, sweep_start, tracking
+from study import lease, names, sweep_start, tracking, unit_plan
 from study.spec import RunPoint, Sweep
 from study import task
-from study.task import run_chunk
+from study.task import run_unit
 from study.journal import journaled_runs
+from study.sweep_outcome import Progress, SweepSummary
 from study.writer import TrackingWriter
-from workers.result import Result
 
 log = logging.getLogger(__name__)
 
@@ -33,46 +33,7 @@ log = logging.getLogger(__name__)
 # study/: a driver joining a running cluster does not pass its PYTHONPATH on to the workers).
 ray.cloudpickle.register_pickle_by_value(task)
 
-TARGET_CHUNK_S = 0.5  # runs shorter than this are grouped so per-task overhead stays negligible
-MAX_CHUNK = 256
 PROGRESS_EVERY_S = 0.2
-
-
-@dataclass
-class Progress:
-    total: int
-    done: int
-    running: int
-    failed: int
-    skipped: int
-    eta_s: float | None
-    best: float | None
-    outage: str | None
-    pruned: int = 0  # runs stopped by a pruning decision (KILLED), not failures
-    writes_pending: int = 0  # runs still to write to MLflow (shown once the runs are done)
-    writes_eta_s: float | None = None
-
-
-@dataclass
-class SweepSummary:
-    sweep: str
-    status: str  # FINISHED | KILLED | FAILED (the coordinator itself broke)
-    total: int
-    skipped: int
-    finished: int
-    failed: int
-    cancelled: int
-    wall_s: float
-    best: float | None = None
-    best_params: dict[str, Any] | None = None
-    outage: str | None = None
-    spool: str | None = None  # set when writes are still waiting in the journal (the store was down)
-    writes_pending: int = 0  # how many of them
-    rejected_writes: list[str] = field(default_factory=list)
-    tasks: int = 0  # Ray tasks submitted (fewer than runs when short runs were chunked)
-    compute_s: float = 0.0  # sum of the runs' own wall times (what ideal scheduling would pack)
-    scheduled_s: float = 0.0  # until the last result came back (wall_s adds the final MLflow flush)
-    pruned: int = 0  # runs stopped by a pruning decision (status KILLED, reason "pruned at step S ...")
 
 
 class GridSource:
@@ -137,11 +98,13 @@ class _Coordinator:
         self.compute_s = 0.0
         self.best: float | None = None
         self.best_params: dict[str, Any] | None = None
-        self.inflight: dict[ray.ObjectRef, tuple[list[RunPoint], float]] = {}
-        self.pending: deque[RunPoint] = deque()
-        self.mean_wall_s: float | None = None
+        self.inflight: dict[ray.ObjectRef, tuple[list[RunPoint], float]] = {}  # unit, submitted at
+        self.pending: deque[list[RunPoint]] = deque()  # planned units not yet submitted
+        self.gpus = 0.0
         self.last_progress = 0.0
         self.startup_outage: str | None = None
+        self.phases: dict[str, float] = {}
+        self.phase_started = self.started
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -177,18 +140,34 @@ class _Coordinator:
 
     # --- main loop ----------------------------------------------------------------------------
 
-    def run(self) -> SweepSummary:
+    def _phase(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.phase_started
+        self.phase_started = now
+
+    def _store_start(self) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
         sweep_start.start_parent(self.sweep, self.uri)  # refused (after brief retries): fail before scheduling
-        finished_before, self.attempts = self._history()
+        return self._history()
+
+    def run(self) -> SweepSummary:
+        # The store's start (parent run, earlier runs: seconds on a fresh SQLite store) and Ray's start
+        # (seconds, mostly waiting on its processes) overlap; a refused parent run still schedules nothing.
+        store_start = sweep_start.Background(self._store_start)
+        self._init_ray()  # a Ray started here stays up for the process (later submits reuse it)
+        self._phase("ray start (overlapping the store's start)")
+        finished_before, self.attempts = store_start.result()
+        self._phase("store start: parent run, earlier runs")
         self.writer = TrackingWriter(self.sweep, self.uri)
         self.writer.start_sweep()
-        self._init_ray()  # a Ray started here stays up for the process (later submits reuse it)
         status = "FINISHED"
         try:
             self.slots = self._slots()
+            self.gpus = ray.cluster_resources().get("GPU", 0.0)
             self.task_limit = self.max_in_flight or (self.slots if self.sweep.timeout_s else 2 * self.slots)
             self.source = self._source(finished_before)
+            self._phase("plan")
             self._loop()
+            self._phase("run: first unit submitted to last result back")
             if self.cancel_event.is_set():
                 status = "KILLED"
         except KeyboardInterrupt:
@@ -207,7 +186,8 @@ class _Coordinator:
             from study.search import SearchSource, open_storage
 
             storage = open_storage(self.uri, self.optuna_storage)
-            source = SearchSource(self.sweep, storage, finished_before, trials_in_flight=self.slots)
+            # Two trials per slot in flight: a wave of trials plans into units (a trial's seeds share one).
+            source = SearchSource(self.sweep, storage, finished_before, trials_in_flight=2 * self.slots)
             self.total = self.sweep.total_runs
             self.skipped = min(self.total, source.trial_count() * len(self.sweep.seeds))
             return source
@@ -241,55 +221,42 @@ class _Coordinator:
 
     def _schedule(self) -> None:
         while len(self.inflight) < self.task_limit:
-            size = self._chunk_size()
-            if len(self.pending) < size:
-                self.pending.extend(self.source.next_points((self.task_limit - len(self.inflight)) * size))
-                if not self.pending:
+            if not self.pending:
+                # A grid is planned whole (families such as depth prefixes are never split); a search
+                # plans the trials it asked, for the tasks it can start now.
+                grid = isinstance(self.source, GridSource)
+                free = self.task_limit - len(self.inflight)
+                points = self.source.next_points(self.source.remaining() if grid else free)
+                if not points:
                     return
-            chunk = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
-            options = {
-                "num_cpus": self.sweep.resources.num_cpus,
-                "num_gpus": self.sweep.resources.num_gpus,
-                "max_retries": self.sweep.max_retries,  # a worker that dies is retried ...
-                "retry_exceptions": False,  # ... an exception is not (runs never raise anyway)
-            }
-            specs = [point.params for point in chunk]
+                self.pending.extend(unit_plan.plan(points, self.slots if grid else free))
+            unit = self.pending.popleft()
+            options = unit_plan.options(self.sweep, unit, self.gpus)
+            specs = [point.params for point in unit]
             board = getattr(self.source, "board", None)
             if board is None:
-                ref = run_chunk.options(**options).remote(specs, self.sweep.timeout_s, self.figures)
+                ref = run_unit.options(**options).remote(specs, self.sweep.timeout_s, self.figures)
             else:
-                ids = self.source.checkpoint_ids(chunk)
-                ref = run_chunk.options(**options).remote(specs, self.sweep.timeout_s, self.figures, board, ids)
-            self.inflight[ref] = (chunk, time.monotonic())
+                ids = self.source.checkpoint_ids(unit)
+                ref = run_unit.options(**options).remote(specs, self.sweep.timeout_s, self.figures, board, ids)
+            self.inflight[ref] = (unit, time.monotonic())
             self.tasks += 1
-
-    def _chunk_size(self) -> int:
-        """Group runs shorter than TARGET_CHUNK_S; near the end, spread what is left over the slots."""
-        if self.sweep.timeout_s or self.mean_wall_s is None:
-            return 1
-        size = int(TARGET_CHUNK_S / max(self.mean_wall_s, 1e-4))
-        left = len(self.pending) + getattr(self.source, "remaining", lambda: 10**9)()
-        return max(1, min(size, MAX_CHUNK, math.ceil(left / self.slots)))
 
     def _wait_s(self) -> float:
         poll_s = getattr(self.source, "poll_every_s", None) or PROGRESS_EVERY_S  # pruning decisions wait on this
         if not self.sweep.timeout_s:
             return min(poll_s, PROGRESS_EVERY_S)
-        oldest = min(start for _, start in self.inflight.values())
-        return max(0.001, min(poll_s, PROGRESS_EVERY_S, oldest + self._hard_limit_s() - time.monotonic()))
-
-    def _hard_limit_s(self) -> float:
-        """Backstop from submission: the run's own alarm plus time for a worker to start."""
-        return self.sweep.timeout_s + max(30.0, self.sweep.timeout_s)
+        first = min(start + unit_plan.hard_limit_s(self.sweep.timeout_s, len(unit)) for unit, start in self.inflight.values())
+        return max(0.001, min(poll_s, PROGRESS_EVERY_S, first - time.monotonic()))
 
     def _collect(self, ref: ray.ObjectRef) -> None:
-        chunk, _ = self.inflight.pop(ref)
+        unit, _ = self.inflight.pop(ref)
         try:
             node, records = ray.get(ref)
         except Exception as error:  # noqa: BLE001 - the worker died past max_retries, or similar
             reason = f"task failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error) else ''}"
-            node, records = None, [_failed(point, reason) for point in chunk]
-        for point, record in zip(chunk, records):
+            node, records = None, [unit_plan.failed(point, reason) for point in unit]
+        for point, record in zip(unit, records):
             self._record(point, record, node)
 
     def _expire_timeouts(self) -> None:
@@ -297,13 +264,13 @@ class _Coordinator:
         if not limit:
             return
         now = time.monotonic()
-        for ref, (chunk, start) in list(self.inflight.items()):
-            if now - start > self._hard_limit_s():  # stuck where the alarm cannot reach (native code)
+        for ref, (unit, start) in list(self.inflight.items()):
+            if now - start > unit_plan.hard_limit_s(limit, len(unit)):  # stuck where no alarm reaches (native code)
                 ray.cancel(ref, force=True)
                 del self.inflight[ref]
                 reason = f"timeout after {limit:g} s (cancelled {now - start:.0f} s after submission)"
-                for point in chunk:
-                    self._record(point, _failed(point, reason), None)
+                for point in unit:
+                    self._record(point, unit_plan.failed(point, reason), None)
 
     def _record(self, point: RunPoint, record: dict[str, Any], node: str | None) -> None:
         attempt = self.attempts.get(point.run_key, 0) + 1
@@ -312,9 +279,7 @@ class _Coordinator:
             record = self.source.prepare(point, record)
         self.writer.log_run(record, point.run_key, attempt=attempt, trial=point.trial, node=node)
         self.source.observe(point, record)
-        wall = float(record.get("wall_s") or 0.0)
-        self.compute_s += wall
-        self.mean_wall_s = wall if self.mean_wall_s is None else 0.9 * self.mean_wall_s + 0.1 * wall
+        self.compute_s += float(record.get("wall_s") or 0.0)
         if record["status"] == "FINISHED":
             self.finished += 1
             value = record["scalars"].get(self.sweep.metric.name)
@@ -341,7 +306,7 @@ class _Coordinator:
     # --- reporting ---------------------------------------------------------------------------
 
     def _running(self) -> int:
-        return sum(len(chunk) for chunk, _ in self.inflight.values())
+        return sum(len(unit) for unit, _ in self.inflight.values())
 
     def _report(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -382,6 +347,7 @@ class _Coordinator:
         self.writer.end_sweep(status, metrics)
         outage = self.writer.outage
         flushed = self.writer.close(on_progress=self._report_writes)
+        self._phase("writes: last child runs, parent run closed")
         pending = 0 if flushed else self.writer.pending()
         total = getattr(self, "total", 0)
         return SweepSummary(
@@ -403,8 +369,7 @@ class _Coordinator:
             compute_s=self.compute_s,
             scheduled_s=scheduled_s,
             pruned=self.pruned,
+            notes=self.source.notes() if hasattr(getattr(self, "source", None), "notes") else [],
+            phases=dict(self.phases),
         )
 
-
-def _failed(point: RunPoint, reason: str) -> dict[str, Any]:
-    return Result(params=point.params, status="FAILED", reason=reason).as_record()

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from study.coordinator import Progress, SweepSummary
+from study.sweep_outcome import Progress, SweepSummary
 
 
 def format_duration(seconds: float | None) -> str:
@@ -70,6 +70,7 @@ def summary_text(summary: SweepSummary, metric: str) -> str:
         f"{summary.skipped} skipped (done before), {summary.cancelled} cancelled"
         + (f", {summary.pruned} pruned" if summary.pruned else ""),
     ]
+    lines += summary.notes
     if summary.best is not None:
         lines.append(f"best {metric}: {summary.best:.6g} at {summary.best_params}")
     if summary.spool:

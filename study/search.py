@@ -9,10 +9,15 @@ the study holds budget.trials trials in any state (PRUNED ones count: they are n
 Pruning (`pruner:`): runs post checkpoint values to a PruneBoard actor (study.task); `poll()` drains
 it, reports the mean over the trial's seeds at each step every seed has reached (trial.report, each
 step once, in order), asks should_prune and marks a pruned trial on the board, where its runs read
-the flag at their next post and stop (KILLED). A trial with a stopped run is told PRUNED; one whose
-runs all finished first is told COMPLETE (nothing was saved). Values a run never posted (a run
-quicker than study.task.POST_EVERY_S) are replayed from its training curve when its trial completes,
-so Optuna's pruners, which compare against COMPLETE trials, see every step.
+the flag at their next post and stop (KILLED). A unit of several points posts all their values in one
+round trip (study.task); a pruned point stops while the unit's others go on. A trial with a stopped run
+is told PRUNED.
+
+Runs quicker than study.task.POST_EVERY_S post nothing. Their values are replayed from the training
+curve each record carries, before the record is logged: each step is reported and, below the run's
+last step, the pruner is asked as it would have been live. A trial pruned on replay is told PRUNED and
+its run is logged KILLED with the reason (its compute was spent: only the sampler and the record learn
+from the decision). The summary says in one line how many trials were judged that way.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from optuna.trial import TrialState
 
 from study import names
 from study.spec import RunPoint, Sweep
+from study.task import POST_EVERY_S, PruneBoard
 from study.tracking import store_directory
 
 JOURNAL_FILE = "optuna-journal.log"
 POLL_EVERY_S = 0.02  # the coordinator drains the PruneBoard at most this often
+REPLAYED = "; replayed after the run finished"  # reason suffix: the decision came after the run (too short to post)
 
 
 def default_storage_path(tracking_uri: str) -> Path:
@@ -112,6 +119,8 @@ class _Trial:
     reported: int = 0  # the last step told to Optuna (each step once, in order)
     pruned_at: tuple[int, float] | None = None  # (step, value) where should_prune said yes
     stopped: int = 0  # runs that stopped on the decision (KILLED)
+    posted: bool = False  # some checkpoint reached the coordinator while a run trained
+    replayed: bool = False  # pruned on its replayed curve, after its run had finished
 
 
 class SearchSource:
@@ -124,12 +133,12 @@ class SearchSource:
         self.trials_in_flight = max(1, trials_in_flight)
         self.reused = 0
         self.pruned = 0  # trials told PRUNED by this coordinator
+        self.judged_late = 0  # trials whose runs all finished before posting a checkpoint (replayed)
+        self.pruned_late = 0  # trials pruned on a replayed curve, after their runs had finished
         self._open: dict[int, _Trial] = {}
         self.board = None
         self._last_poll = 0.0
         if sweep.pruner.active:
-            from study.task import PruneBoard
-
             self.board = PruneBoard.remote()
 
     @property
@@ -155,16 +164,38 @@ class SearchSource:
         return points
 
     def checkpoint_ids(self, points: list[RunPoint]) -> list[tuple[int, str]] | None:
-        """What each run of a chunk posts to the board as (None without a pruner)."""
+        """What each point of a unit posts to the board as (None without a pruner)."""
         return [(point.trial, point.run_key) for point in points] if self.board is not None else None
 
     def prepare(self, point: RunPoint, record: dict[str, Any]) -> dict[str, Any]:
-        """A run stopped by a pruning decision gets its reason (tag study.reason) before it is logged."""
+        """Before a record is logged: a finished run's curve is replayed into the pruner (steps it never
+        posted); a run stopped by a pruning decision, or pruned on the replay, gets its reason."""
         state = self._open.get(point.trial)
-        if record["status"] == "KILLED" and state is not None and state.pruned_at is not None:
+        if state is None:
+            return record
+        if record["status"] == "FINISHED" and self.sweep.pruner.active and state.pruned_at is None:
+            curve = self._curve(record)
+            state.curves.setdefault(point.run_key, {}).update(curve)
+            if self._report_steps(state, ask_below=len(curve)):
+                state.replayed = True
+                step, value = state.pruned_at
+                return {**record, "status": "KILLED", "reason": names.pruned_reason(step, value) + REPLAYED}
+        if record["status"] == "KILLED" and state.pruned_at is not None:
             step, value = state.pruned_at
             record = {**record, "reason": names.pruned_reason(step, value)}
         return record
+
+    def _curve(self, record: dict[str, Any]) -> dict[int, float]:
+        curve = record.get("series", {}).get(names.CHECKPOINT_SERIES.get(self.sweep.problem, ""), [])
+        return {step: float(value) for step, value in enumerate(curve, start=1)}
+
+    def notes(self) -> list[str]:
+        """One line when the pruner could only judge runs after they finished (too short to post)."""
+        if self.board is None or not (self.judged_late or self.pruned_late):
+            return []
+        return [f"note: pruner {self.sweep.pruner.name}: {self.judged_late} trials finished before posting a checkpoint "
+                f"(runs under {POST_EVERY_S * 1000:.0f} ms) and were judged on their replayed curves; {self.pruned_late} "
+                f"were pruned after finishing (recorded as pruned, no compute saved)"]
 
     def observe(self, point: RunPoint, record: dict[str, Any]) -> None:
         state = self._open.get(point.trial)
@@ -176,8 +207,7 @@ class SearchSource:
             return
         values = self._values(record["scalars"]) if record["status"] == "FINISHED" else None
         if values is not None:  # the whole curve, for steps never posted (tiny runs post nothing)
-            curve = record.get("series", {}).get(names.CHECKPOINT_SERIES.get(self.sweep.problem, ""), [])
-            state.curves.setdefault(point.run_key, {}).update({step: v for step, v in enumerate(curve, start=1)})
+            state.curves.setdefault(point.run_key, {}).update(self._curve(record))
         self._record(state, point.run_key, values)
 
     def _values(self, scalars: dict[str, Any]) -> list[float] | None:
@@ -195,6 +225,8 @@ class SearchSource:
         if state.waiting:
             return
         del self._open[state.trial.number]
+        self.judged_late += self.board is not None and not state.posted
+        self.pruned_late += state.replayed
         if state.failed:
             self.study.tell(state.trial, state=TrialState.FAIL)
         elif state.stopped:
@@ -225,13 +257,15 @@ class SearchSource:
         for trial, run_key, values in ray.get(self.board.drain.remote()):
             state = self._open.get(trial)
             if state is not None:
+                state.posted = True
                 state.curves.setdefault(run_key, {}).update(dict(values))
         pruned = [state.trial.number for state in self._open.values() if state.pruned_at is None and self._report_steps(state)]
         if pruned:
             self.board.stop.remote(pruned)
 
-    def _report_steps(self, state: _Trial, ask: bool = True) -> bool:
-        """Report each step every seed has reached (mean over seeds), once, in order; True when pruned."""
+    def _report_steps(self, state: _Trial, ask: bool = True, ask_below: int | None = None) -> bool:
+        """Report each step every seed has reached (mean over seeds), once, in order; True when pruned.
+        ask_below: ask the pruner only before this step (a finished run's last step saves nothing)."""
         seeds = len(self.sweep.seeds)
         while state.pruned_at is None or not ask:  # a finishing trial reports its remaining steps too
             step = state.reported + 1
@@ -241,7 +275,7 @@ class SearchSource:
             value = sum(values) / len(values)
             state.trial.report(value, step)
             state.reported = step
-            if ask and state.trial.should_prune():
+            if ask and (ask_below is None or step < ask_below) and state.trial.should_prune():
                 state.pruned_at = (step, value)
                 return True
         return False

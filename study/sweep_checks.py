@@ -102,20 +102,23 @@ def _check_distribution(sweep: Sweep, model: type, key: str, value: dict[str, An
     return [e for end in (dist.min, dist.max) for e in _check_value(model, sweep.problem, key, cast(end))]
 
 
-def _check_points(sweep: Sweep) -> list[str]:
-    """Cross-field checks: validate full points (every grid point, or one corner for searches)."""
+def _combos(sweep: Sweep):
+    """Every grid point's axis values, or one corner of a search's space."""
     if sweep.is_search:
         corner = {k: v[0] for k, v in sweep.axes.items()}
         for key, dist in sweep.distributions.items():
             corner[key] = dist.values[0] if dist.values else (int(dist.min) if dist.distribution == "int_uniform" else dist.min)
-        combos = [corner]
-    else:
-        keys = list(sweep.axes)
-        combos = (dict(zip(keys, values)) for values in itertools.product(*sweep.axes.values()))
+        return [corner]
+    keys = list(sweep.axes)
+    return (dict(zip(keys, values)) for values in itertools.product(*sweep.axes.values()))
+
+
+def _check_points(sweep: Sweep) -> list[str]:
+    """Cross-field checks: validate full points (every grid point, or one corner for searches)."""
     from workers.run import parse_spec
 
     errors: list[str] = []
-    for combo in combos:
+    for combo in _combos(sweep):
         try:
             parse_spec({**sweep.fixed, **combo, "seed": sweep.seeds[0]})
         except ValidationError as error:
@@ -123,4 +126,28 @@ def _check_points(sweep: Sweep) -> list[str]:
             if len(errors) >= 20:
                 break
     return list(dict.fromkeys(errors))
+
+
+def seed_note(sweep: Sweep) -> str | None:
+    """One line when the sweep's seeds cannot change training on its points
+    (workers.units.identical_across_seeds: e.g. mode expected with a constant init)."""
+    if len(sweep.seeds) < 2:
+        return None
+    from workers.run import parse_spec
+    from workers.units import identical_across_seeds
+
+    total = same = 0
+    for combo in _combos(sweep):
+        total += 1
+        try:
+            same += identical_across_seeds(parse_spec({**sweep.fixed, **combo, "seed": sweep.seeds[0]}))
+        except ValidationError:
+            continue
+    if not same:
+        return None
+    where = ("this search's points" if sweep.is_search else "every point") if same == total else f"{same} of {total} points"
+    return (f"note: seeds {short(sweep.seeds)} cannot change training on {where} (no training draw depends on the "
+            f"seed, e.g. mode expected with a constant init): training is identical across those seeds, so it runs "
+            f"once and the seeds differ only in the validation sample; matrix_seed is the axis that replicates over "
+            f"matrices (e.g. matrix_seed: [0, 1, 2])")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,28 @@ def start_parent(sweep: Any, tracking_uri: str) -> str:
     first_line = str(last).strip().splitlines()[0][:200] if str(last).strip() else ""
     raise SweepStartRefused(f"sweep {sweep.name}: the tracking store refused to create its parent run "
                             f"({type(last).__name__}: {first_line}); nothing was scheduled") from last
+
+
+class Background:
+    """function() in a daemon thread; result() joins it and returns its value or raises its error. The
+    coordinator starts the store (parent run, earlier runs) so while Ray starts."""
+
+    def __init__(self, function: Callable[[], Any]):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._function = function
+        self._thread = threading.Thread(target=self._call, daemon=True)
+        self._thread.start()
+
+    def _call(self) -> None:
+        try:
+            self._value = self._function()
+        except BaseException as error:  # noqa: BLE001 - handed to result()
+            self._error = error
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+

@@ -53,7 +53,7 @@ class RayHead:
         busy = []
         for process in psutil.Process(self.process.pid).children(recursive=True):
             try:
-                if re.search(r"ray::_?run_chunk\b", " ".join(process.cmdline())):  # Ray titles a busy worker by its task
+                if re.search(r"ray::_?run_(chunk|unit)\b", " ".join(process.cmdline())):  # Ray titles a busy worker by its task
                     busy.append(process)
             except psutil.Error:
                 continue

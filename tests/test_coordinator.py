@@ -108,11 +108,11 @@ def test_a_run_over_its_timeout_is_cancelled_and_failed(ray_local, store):
     assert reasons == {"0.05": ("FINISHED", None), "30.0": ("FAILED", "timeout after 1 s")}
 
 
-def test_chunking_groups_tiny_runs(ray_local, store):
+def test_units_group_tiny_runs(ray_local, store):
     sweep = load_sweep(grid("tiny", [float(i) for i in range(60)], seeds="[0]"))
     summary = submit(sweep, tracking_uri=store)
     assert summary.finished == 60 and len(children(store, "tiny")) == 60
-    # Runs of microseconds start one per task, then go in chunks: far fewer tasks than runs.
+    # The grid is planned into units (about four per slot, workers.units.plan_units): far fewer tasks than runs.
     assert summary.tasks < 20
 
 
@@ -187,7 +187,7 @@ def _kill_one_chunk_worker() -> bool:
 
     for process in psutil.Process().children(recursive=True):
         try:
-            if "ray::run_chunk" in " ".join(process.cmdline()):
+            if "ray::run_unit" in " ".join(process.cmdline()):
                 process.kill()
                 return True
         except psutil.NoSuchProcess:

@@ -62,3 +62,38 @@ def test_sigkilled_workers_lose_no_run_and_duplicate_none(ray_head, tmp_path):
     assert all(run.info.status == "FINISHED" for run in runs)
     assert all(run.data.tags[tracking.TAG_ATTEMPT] == "1" for run in runs)  # retried inside Ray, logged once
     assert tracking.parent_run("killed-workers", store).info.status == "FINISHED"
+
+
+def test_a_depth_family_unit_whose_worker_is_sigkilled_is_retried_whole(ray_head, tmp_path):
+    # 4 families (kappa x seed) of 6 depths each; a family trains once, at T = 6, in one unit.
+    text = ("name: killed-unit\nmax_retries: 3\nseeds: [0, 1]\nparameters: {problem: dugd, n: 64, mode: eigen, "
+            "batches_per_generation: 300, kappa: [10, 100], T: [1, 2, 3, 4, 5, 6]}\n")
+    (tmp_path / "sweep.yaml").write_text(text)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    coordinator = study_process(["submit", "sweep.yaml", "--address", ray_head.address, "--tracking-uri", store,
+                                 "--no-figures"], tmp_path, env={**ray_head.env, "STUDY_SPOOL_DIR": str(tmp_path / "spool")})
+    killed = None
+    try:
+        deadline = time.monotonic() + 240
+        while killed is None and coordinator.poll() is None and time.monotonic() < deadline:
+            busy = ray_head.running_chunk_workers()
+            if not busy:
+                time.sleep(0.05)
+                continue
+            time.sleep(0.3)  # mid-unit: training, nothing returned yet
+            try:
+                busy[0].send_signal(signal.SIGKILL)
+                killed = busy[0].pid
+            except Exception:  # noqa: BLE001 - it finished first; try the next one
+                continue
+        out, err = coordinator.communicate(timeout=300)
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+    assert coordinator.returncode == 0, err[-3000:]
+    assert killed is not None, "no busy unit worker found to kill"
+    assert "runs: 24 total, 24 finished, 0 failed, 0 skipped" in out, out
+    runs = children(store, "killed-unit")
+    assert len(runs) == 24 and duplicate_keys(runs) == {}
+    assert {run.data.tags[tracking.TAG_RUN_KEY] for run in runs} == {p.run_key for p in load_sweep(text).expand()}
+    assert all(run.info.status == "FINISHED" and run.data.tags[tracking.TAG_ATTEMPT] == "1" for run in runs)

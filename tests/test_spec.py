@@ -175,6 +175,29 @@ def test_validate_summary(run_cli, tmp_path):
     done = run_cli("validate", "s.yaml")
     assert done.returncode == 0, done.stderr
     assert "12 runs = grid 6 x 2 seeds" in done.stdout and "n (2), T (3)" in done.stdout
+    # GOOD is expected mode with the default (constant) init and two seeds: one line says the seeds
+    # cannot change training, and names matrix_seed as the axis that replicates over matrices.
+    notes = [line for line in done.stdout.splitlines() if "cannot change training" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: seeds [0, 1] cannot change training on every point"), done.stdout
+    assert "matrix_seed is the axis that replicates over matrices" in notes[0]
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("", "on every point"),
+    ("  mode: [expected, eigen]\n", "on 6 of 12 points"),  # eigen draws its training batches from the seed
+    ("  init: random\n", None),  # a random init comes from the seed
+    ("  mode: eigen\n", None),
+])
+def test_seed_note_counts_the_points_whose_training_the_seeds_cannot_change(change, expected):
+    from study.sweep_checks import seed_note
+
+    text = GOOD.replace("  mode: expected\n", "") + (change or "  mode: expected\n")
+    note = seed_note(load_sweep(text))
+    if expected is None:
+        assert note is None
+    else:
+        assert note is not None and expected in note and "matrix_seed" in note
+    assert seed_note(load_sweep(text.replace("seeds: [0, 1]", "seeds: [0]"))) is None  # one seed: nothing to say
 
 
 @pytest.mark.parametrize("case", ["unknown key", "wrong type", "empty grid", "bad distribution", "negative kappa", "T=0"])
