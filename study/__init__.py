@@ -27,7 +27,7 @@ _WHERE = {
     "Sweep": "study.spec",
     "RunPoint": "study.spec",
     "submit": "study.coordinator",
-    "SweepSummary": "study.coordinator",
+    "SweepSummary": "study.sweep_outcome",
     "load_results": "study.results",
     "aggregate": "study.results",
     "sweep_status": "study.results",
@@ -91,12 +91,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing of it runs
     from study.client import ServiceError, StudyClient
-    from study.coordinator import SweepSummary, submit
+    from study.coordinator import submit
     from study.errors import StudyInputError
     from study.insight import importances, pareto_front, point_means, stored_sweep
     from study.lease import SweepBusy
     from study.query import Query, answer, parse_query
     from study.report import Report, build_report
     from study.results import SweepNotFound, aggregate, list_sweeps, load_results, sweep_status
+    from study.sweep_outcome import SweepSummary
     from study.spec import RunPoint, Sweep, load_sweep
     from study.sweep_start import SweepStartRefused
