@@ -82,6 +82,6 @@ CHARTED_CURVES = frozenset({
     "mse_curve", "mse_curve_chebyshev",  # DUGD: MSE after t steps, learned vs Chebyshev
     "error_curve", "chebyshev_bound_curve", "learned_omega", "chebyshev_omega",  # PSOR
     "error_curve_chebyshev", "error_curve_gd",  # CHGD against its baseline
-    "rho_by_generation",  # DUGD: ρ(W) of the trained prefix after each generation (Takabe & Wadayama)
     "jacobian_ratio",  # unrolling: worst-case J_t/J_0, the curse of unrolling's burn-in
+    # rho_by_generation stays in result.json beside validation_loss (T rows per DUGD run: the write budget)
 })
