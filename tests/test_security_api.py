@@ -125,12 +125,13 @@ def test_internal_errors_leak_no_trace_or_server_path(ray_local, tmp_path):
 def test_traversal_sweep_names_are_refused_by_api_and_cli(healthy, run_cli, tmp_path):
     for name in TRAVERSALS:
         response = httpx.post(healthy.url + "/sweeps", headers=bearer(TOKEN),
-                              content=f"name: '{name}'\nparameters: {{problem: probe}}\n".encode())
+                              content=f"name: '{name}'\nparameters: {{problem: probe}}\n".encode(), timeout=60)
         assert response.status_code == 422, (name, response.text)
         assert [line.split(":")[0] for line in response.json()["detail"]] == ["name"], response.text
     # Names in URLs are looked up, never used as paths: unknown is 404.
     for quoted in ["..%2F..%2Fetc%2Fpasswd", "%2E%2E", "..%5C..%5Cx"]:
-        response = httpx.get(f"{healthy.url}/sweeps/{quoted}/results", headers=bearer(TOKEN))
+        # the first lookup loads the results stack in the server: slow under load, so a long read timeout
+        response = httpx.get(f"{healthy.url}/sweeps/{quoted}/results", headers=bearer(TOKEN), timeout=60)
         assert response.status_code == 404, (quoted, response.text)
     cli_dir = tmp_path / "cli"
     cli_dir.mkdir()
