@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from mlflow import MlflowClient
 
-from study import tracking
+from study.recording import layout as tracking
 from tests.topology import free_port, wait_for_port  # noqa: F401 - shared loopback helpers
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from study.client import StudyClient
 
 from study.errors import StudyInputError
-from study.spec import load_sweep
+from study.spec.loading import load_sweep
 from tests import topology
 from tests.topology import child_runs, wait_for
 

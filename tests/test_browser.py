@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from study import names, report
-from study.spec import load_sweep
-from study.writer import TrackingWriter
+from study import mlflow_names as names
+
+from study.report import page as report
+from study.spec.loading import load_sweep
+from study.recording.writer import TrackingWriter
 from tests import browser
 from workers.run import run
 

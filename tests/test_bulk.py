@@ -1,4 +1,4 @@
-"""Child runs written in one SQL transaction (study.bulk) read back through MLflow's own API exactly
+"""Child runs written in one SQL transaction (study.recording.bulk) read back through MLflow's own API exactly
 like runs written through MlflowClient, and the results table agrees row for row with search_runs."""
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ import pytest
 import sqlalchemy
 from mlflow import MlflowClient
 
-from study import bulk, names, results, tracking
-from study.spec import load_sweep
-from study.writer import TrackingWriter
+from study.recording import bulk
+
+from study import mlflow_names as names
+
+from study.reading import results
+
+from study.recording import layout as tracking
+from study.spec.loading import load_sweep
+from study.recording.writer import TrackingWriter
 from workers.result import Result
 from workers.run import run
 

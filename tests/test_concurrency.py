@@ -1,4 +1,4 @@
-"""One coordinator per sweep (study.lease), with real processes: two `study submit` at once on one
+"""One coordinator per sweep (study.scheduling.lease), with real processes: two `study submit` at once on one
 fresh SQLite store; the CLI beside `study serve`; two coordinators on different Ray clusters sharing
 the loopback MLflow server (auth app, PostgreSQL); kill -9 of the holder, then resubmit. Every test
 counts exactly: N finished child runs with N distinct run keys, no refused write, and the loser's
@@ -15,8 +15,10 @@ import pytest
 from mlflow import MlflowClient
 
 from reliability_support import RayHead, children, duplicate_keys, kill_when, study_process
-from study import lease, sweep_start, tracking
-from study.spec import load_sweep
+from study.scheduling import lease
+from study.recording import parent_run as sweep_start
+from study.recording import layout as tracking
+from study.spec.loading import load_sweep
 from tests import topology
 
 TTL_S = 20  # the server lease's expiry in the kill test (30 s by default)
@@ -192,7 +194,7 @@ def test_two_coordinators_on_two_clusters_share_the_mlflow_server(auth_server, c
     parents = list(tracking.sweep_runs(MlflowClient(store), tracking.parent_run("shared", store).info.experiment_id,
                                        "shared", kind=tracking.KIND_SWEEP))
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert not [key for key in parents[0].data.tags if key.startswith("study.lease.")]  # released
+    assert not [key for key in parents[0].data.tags if key.startswith("study.scheduling.lease.")]  # released
 
 
 def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(auth_server, credentials, two_clusters, tmp_path,

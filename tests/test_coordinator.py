@@ -14,9 +14,9 @@ import pytest
 from mlflow import MlflowClient
 
 from reliability_support import children, study_process
-from study import tracking
-from study.coordinator import submit
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.scheduling.coordinator import submit
+from study.spec.loading import load_sweep
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
@@ -172,8 +172,8 @@ def test_cli_ctrl_c_cancels_and_exits_130(ray_local, tmp_path, store):
 
 
 def test_progress_line_shows_counts_eta_best_and_outage():
-    from study.coordinator import Progress
-    from study.progress import render
+    from study.scheduling.coordinator import Progress
+    from study.cli.progress import render
 
     line = render(Progress(total=10, done=3, running=2, failed=1, skipped=4, eta_s=75, best=0.125, outage=None), "root_error").plain
     assert line == "3/6 done  2 running  1 failed  4 skipped  ETA 1m15s  best root_error 0.125"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from study.errors import StudyInputError
-from study.spec import MAX_DOCUMENT_DEPTH, MAX_GRID_RUNS, Sweep, load_sweep
+from study.spec.loading import MAX_DOCUMENT_DEPTH, MAX_GRID_RUNS, Sweep, load_sweep
 
 EXAMPLES = int(os.environ.get("STUDY_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

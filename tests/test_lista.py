@@ -122,7 +122,7 @@ def test_unused_fields_are_dropped_from_a_run_s_parameters():
 
 
 def test_configs_sweep_the_three_models_at_the_sizes_the_page_states():
-    from study.spec import load_sweep
+    from study.spec.loading import load_sweep
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     page = load_sweep(repo / "configs" / "lista-descending.yaml")

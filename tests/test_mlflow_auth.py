@@ -10,8 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from reliability_support import RayHead, children, duplicate_keys, study_process
-from study import tracking
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.spec.loading import load_sweep
 from tests import topology
 
 N = 8

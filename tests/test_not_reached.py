@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from study import results, tracking
+from study.reading import results
+
+from study.recording import layout as tracking
 from workers import metrics
 from workers.result import Result
 from workers.run import run

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from study import plots
+from study.figures import run_figures as plots
 from tests.figure_data import dugd_result, gaussian_spectrum, psor_result
 from workers import chebyshev
 

@@ -1,4 +1,4 @@
-"""The results query (study.query) against hand counts, the same through the CLI, the HTTP API and
+"""The results query (study.reading.query) against hand counts, the same through the CLI, the HTTP API and
 the Python client; the compact default table; and fuzzed query input: every answer is a table or
 one line per error (CLI exit 2, API 422), never a traceback or a 500.
 
@@ -20,11 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from study import query, results
+from study.reading import query
+
+from study.reading import results
 from study.client import ServiceError, StudyClient
 from study.errors import StudyInputError
-from study.spec import load_sweep
-from study.writer import TrackingWriter
+from study.spec.loading import load_sweep
+from study.recording.writer import TrackingWriter
 from tests import topology
 from workers.result import Result
 

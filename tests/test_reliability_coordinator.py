@@ -13,9 +13,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from reliability_support import RayHead, children, duplicate_keys, kill_when, study_process
-from study import tracking
-from study.search import JOURNAL_FILE, open_storage
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.scheduling.search import JOURNAL_FILE, open_storage
+from study.spec.loading import load_sweep
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from reliability_support import children, duplicate_keys
-from study import tracking
-from study.coordinator import submit
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.scheduling.coordinator import submit
+from study.spec.loading import load_sweep
 
 
 @pytest.fixture(autouse=True)

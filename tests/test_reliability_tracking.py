@@ -9,10 +9,10 @@ import threading
 import time
 
 from reliability_support import MlflowServer, children, duplicate_keys
-from study import tracking
-from study.coordinator import submit
-from study.progress import render
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.scheduling.coordinator import submit
+from study.cli.progress import render
+from study.spec.loading import load_sweep
 
 TOTAL = 80
 

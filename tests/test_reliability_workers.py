@@ -11,8 +11,8 @@ import time
 import pytest
 
 from reliability_support import RayHead, children, duplicate_keys, study_process
-from study import tracking
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.spec.loading import load_sweep
 
 KILLS = 4
 RUNS = 200

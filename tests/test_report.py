@@ -13,9 +13,9 @@ from mlflow.entities import Metric, Param
 
 from typer.testing import CliRunner
 
-from study import report
+from study.report import page as report
 from study.cli import app
-from study.results import aggregate, load_results
+from study.reading.results import aggregate, load_results
 from tests.figure_data import dugd_result
 from tests.test_plots import png_size
 
@@ -160,7 +160,7 @@ def test_report_and_plot_cli(grid_store, tmp_path, monkeypatch):
 
 
 def test_metric_lines_follow_the_aggregate(grid_store):
-    from study.sweep_plots import metric_by_axis_figure
+    from study.report.sweep_figures import metric_by_axis_figure
 
     uri, _ = grid_store
     frame = load_results("grid", uri)
@@ -202,7 +202,7 @@ def test_figure_stage_logs_figures_on_child_runs(store, tmp_path, monkeypatch):
     ("lr", [1e-4, 1e-3, 1e-2], "log", False),
 ])
 def test_metric_lines_axes_log_over_decades_integer_for_counts(axis, values, scale, whole_ticks):
-    from study.sweep_plots import metric_lines_figure
+    from study.report.sweep_figures import metric_lines_figure
 
     count = len(values)
     table = pd.DataFrame({axis: values, "root_error_mean": [0.3, 0.2, 0.1][:count], "root_error_std": [0.01] * count,

@@ -1,4 +1,4 @@
-"""Figures and the report on a real small sweep: study.coordinator.submit on real local Ray, a real
+"""Figures and the report on a real small sweep: study.scheduling.coordinator.submit on real local Ray, a real
 SQLite MLflow store, then `study figures` and `study report` on what it logged."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-coordinator = pytest.importorskip("study.coordinator")  # spine's module; this test runs once it is merged
-from study.spec import load_sweep  # noqa: E402
+coordinator = pytest.importorskip("study.scheduling.coordinator")  # spine's module; this test runs once it is merged
+from study.spec.loading import load_sweep  # noqa: E402
 
-from study import report  # noqa: E402
-from study.figure_stage import log_sweep_figures  # noqa: E402
+from study.report import page as report  # noqa: E402
+from study.report.backfill import log_sweep_figures  # noqa: E402
 from tests.test_plots import png_size  # noqa: E402
 from tests.test_report import invoke  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""study.results against a real SQLite MLflow store, laid out as the coordinator writes it."""
+"""study.reading.results against a real SQLite MLflow store, laid out as the coordinator writes it."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from study import results
+from study.reading import results
 
 
 def _write_sweep(uri: str, sweep: str, rows: list[dict]) -> None:

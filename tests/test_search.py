@@ -15,10 +15,10 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from study import tracking
-from study.coordinator import submit
-from study.search import JOURNAL_FILE, open_storage
-from study.spec import load_sweep
+from study.recording import layout as tracking
+from study.scheduling.coordinator import submit
+from study.scheduling.search import JOURNAL_FILE, open_storage
+from study.spec.loading import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,15 +11,17 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from study import insight, names
-from study.coordinator import submit
-from study.results import aggregate, load_results, sweep_status
-from study.search import open_storage
-from study.spec import load_sweep
+from study.reading import analysis as insight
+
+from study import mlflow_names as names
+from study.scheduling.coordinator import submit
+from study.reading.results import aggregate, load_results, sweep_status
+from study.scheduling.search import open_storage
+from study.spec.loading import load_sweep
 from tests.test_search import children, load_study
 
 # Expected-loss DUGD: each generation is 2,500 Adam steps (>= 50 ms even on a quick machine), so every
-# checkpoint is posted (study.task.POST_EVERY_S) and a pruning decision reaches the run while it trains.
+# checkpoint is posted (study.scheduling.task.POST_EVERY_S) and a pruning decision reaches the run while it trains.
 PRUNED_SEARCH = """
 name: {name}
 method: tpe
@@ -169,7 +171,7 @@ parameters:
     assert [v for pair in shown for v in pair] == pytest.approx([v for pair in rows for v in pair], rel=1e-8)
 
     # The report page draws the front beside its other figures.
-    from study.report import build_report
+    from study.report.page import build_report
 
     made = build_report("front", tmp_path / "report", metric="mse", tracking_uri=mlflow_uri)
     assert any(path.name == "pareto.png" for path in made.figures)
@@ -220,7 +222,7 @@ parameters:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "parameter,importance" and result.stdout.splitlines()[1].startswith("lr,")
     # The report page shows them.
-    from study.report import build_report
+    from study.report.page import build_report
 
     made = build_report("grid-importance", tmp_path / "report", metric="mse", tracking_uri=mlflow_uri)
     assert any(path.name == "importance_mse.png" for path in made.figures)
@@ -322,7 +324,7 @@ def test_optuna_dashboard_opens_our_journal(tmp_path, mlflow_uri):
     import httpx
 
     pytest.importorskip("optuna_dashboard")
-    from study.search import open_study
+    from study.scheduling.search import open_study
 
     sweep = load_sweep(PRUNED_SEARCH.format(name="dash"))
     study = open_study(sweep, open_storage(mlflow_uri))

@@ -1,5 +1,5 @@
 """R6: security of the HTTP service and of sweep input. Real HTTP on loopback: the FastAPI app of
-study/api.py under uvicorn in this process (a thread), on the session's local Ray.
+study/server/app.py under uvicorn in this process (a thread), on the session's local Ray.
 
 - Bearer tokens are compared in constant time (hmac.compare_digest, checked in the source), and a
   wrong token of equal length, of another length, or none at all is 401.
@@ -22,9 +22,9 @@ import pytest
 import uvicorn
 
 from reliability_support import free_port
-from study import api
-from study.coordinator import submit
-from study.spec import load_sweep
+from study.server import app as api
+from study.scheduling.coordinator import submit
+from study.spec.loading import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token-0123456789abcdef"

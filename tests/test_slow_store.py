@@ -15,9 +15,11 @@ import threading
 import time
 
 from reliability_support import MlflowServer, children, duplicate_keys, study_process
-from study import names, results, tracking
-from study.coordinator import submit
-from study.spec import load_sweep
+from study import mlflow_names as names
+from study.reading import results
+from study.recording import layout as tracking
+from study.scheduling.coordinator import submit
+from study.spec.loading import load_sweep
 from tests.topology import free_port
 
 RUNS = 24

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from study.errors import StudyInputError
-from study.spec import MAX_GRID_RUNS, load_sweep, run_key
+from study.spec.loading import MAX_GRID_RUNS, load_sweep, run_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_run_key_is_sha256_of_canonical_json_and_ignores_spelled_out_defaults():
 
 
 def test_run_key_is_stable_across_processes():
-    code = "from study.spec import load_sweep; print(load_sweep('name: a\\nparameters: {problem: dugd, n: 64, T: 8}').expand()[0].run_key)"
+    code = "from study.spec.loading import load_sweep; print(load_sweep('name: a\\nparameters: {problem: dugd, n: 64, T: 8}').expand()[0].run_key)"
     keys = {
         subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout.strip()
         for seed in (1, 2)
@@ -189,7 +189,7 @@ def test_validate_summary(run_cli, tmp_path):
     ("  mode: eigen\n", None),
 ])
 def test_seed_note_counts_the_points_whose_training_the_seeds_cannot_change(change, expected):
-    from study.sweep_checks import seed_note
+    from study.spec.checks import seed_note
 
     text = GOOD.replace("  mode: expected\n", "") + (change or "  mode: expected\n")
     note = seed_note(load_sweep(text))

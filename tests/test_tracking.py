@@ -11,10 +11,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from study import sweep_start, tracking
-from study.coordinator import submit
-from study.spec import load_sweep
-from study.writer import TrackingWriter, is_unreachable
+from study.recording import parent_run as sweep_start
+
+from study.recording import layout as tracking
+from study.scheduling.coordinator import submit
+from study.spec.loading import load_sweep
+from study.recording.writer import TrackingWriter, is_unreachable
 from tests.topology import free_port
 from workers.run import run
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from study import names, tracking
-from study.spec import load_sweep
-from study.writer import TrackingWriter
+from study import mlflow_names as names
+
+from study.recording import layout as tracking
+from study.spec.loading import load_sweep
+from study.recording.writer import TrackingWriter
 from workers.run import run
 from workers.specs import DESCENT_FIELDS, DugdSpec, PsorSpec, own_parameters
 

@@ -1,5 +1,5 @@
 """Units of work on a real local Ray (num_cpus=2) with a real SQLite MLflow store: one Ray task per
-unit (study.task.run_unit), faults and features kept per point inside a unit (a pruned point stops
+unit (study.scheduling.task.run_unit), faults and features kept per point inside a unit (a pruned point stops
 while the others go on, a diverging point fails alone, timeout_s per point), resume of a partly done
 depth family, GPU requests per unit, and the tiny-trial pruned search of issue 22."""
 
@@ -12,11 +12,13 @@ import ray
 from optuna.trial import TrialState
 
 from reliability_support import children, duplicate_keys
-from study import names, tracking, unit_plan
-from study.coordinator import submit
-from study.search import REPLAYED
-from study.spec import load_sweep
-from study.task import PruneBoard, run_unit
+from study import mlflow_names as names
+from study.recording import layout as tracking
+from study.scheduling import units as unit_plan
+from study.scheduling.coordinator import submit
+from study.scheduling.search import REPLAYED
+from study.spec.loading import load_sweep
+from study.scheduling.task import PruneBoard, run_unit
 from tests.test_search import load_study
 
 
@@ -30,7 +32,7 @@ def _points(text: str):
 
 
 def test_a_pruned_point_inside_a_unit_stops_at_its_next_checkpoint_while_the_others_go_on(ray_local):
-    # 400 eigen Adam steps per generation (>= 50 ms): checkpoints are posted (study.task.POST_EVERY_S).
+    # 400 eigen Adam steps per generation (>= 50 ms): checkpoints are posted (study.scheduling.task.POST_EVERY_S).
     points = _points("name: u\nseeds: [0, 1]\nparameters: {problem: dugd, n: 64, T: 8, kappa: 30, mode: eigen, "
                      "batches_per_generation: 400}\n")
     board = PruneBoard.remote()
