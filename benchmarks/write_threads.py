@@ -52,7 +52,7 @@ TINY = {"problem": "dugd", "mode": "expected", "n": 16, "T": 8, "kappa": 30, "ba
         "eval_samples": 200}
 
 
-# ---- processes (the approach of tests/topology.py, copied: benchmarks do not import tests/) -------
+# ---- processes (the approach of tests/support/topology.py, copied: benchmarks do not import tests/) -------
 
 
 class Started:

@@ -14,7 +14,7 @@ so the column names and types are MLflow's), one commit per batch:
   with run_uuid (five of them) grow at their right edge instead of at random pages.
 
 Only for stores that MLflow opens as a SqlAlchemyStore (sqlite, postgresql, mysql URIs). A server
-(http) store goes through the client (study.recording.layout.apply_run). tests/test_bulk.py checks that a
+(http) store goes through the client (study.recording.layout.apply_run). tests/recording_tests/test_bulk.py checks that a
 run written here reads back through MLflow's API exactly like one written through the client.
 """
 
