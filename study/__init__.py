@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# name -> the module that defines it today (the modules move into subpackages; these names stay).
+# name -> the module that defines it (study/ by concern, docs/design-notes.md issue 21; these names stay).
 _WHERE = {
     "load_sweep": "study.spec.loading",
     "Sweep": "study.spec.loading",

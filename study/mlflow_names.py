@@ -37,7 +37,7 @@ TAG_GIT_DIRTY = "study.git_dirty"  # "true" when tracked files differ from the c
 TAG_VERSIONS = "study.versions"  # compact: "torch=2.13.0 numpy=... ray=... mlflow=... optuna=... deep-unfolding-study=..."
 TAG_VERSION_PREFIX = "study.version."  # + package name, on the parent run
 # + holder id, on the parent run of a server store: one coordinator's claim on the sweep (study.scheduling.lease).
-TAG_LEASE_PREFIX = "study.scheduling.lease."
+TAG_LEASE_PREFIX = "study.lease."
 
 # Values of TAG_KIND.
 KIND_SWEEP = "sweep"

@@ -196,7 +196,7 @@ def test_two_coordinators_on_two_clusters_share_the_mlflow_server(auth_server, c
     parents = list(tracking.sweep_runs(MlflowClient(store), tracking.parent_run("shared", store).info.experiment_id,
                                        "shared", kind=tracking.KIND_SWEEP))
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert not [key for key in parents[0].data.tags if key.startswith("study.scheduling.lease.")]  # released
+    assert not [key for key in parents[0].data.tags if key.startswith("study.lease.")]  # released
 
 
 def test_kill_9_of_the_server_lease_holder_blocks_for_one_ttl(auth_server, credentials, two_clusters, tmp_path,
