@@ -163,7 +163,7 @@ def test_cli_ctrl_c_cancels_and_exits_130(ray_local, tmp_path, store):
     time.sleep(0.5)  # the other threads' stacks follow
     stacks = process.output()[1]
     assert process.poll() is None and "Current thread" in stacks
-    assert re.search(r'study/writer\.py", line \d+ in _loop', stacks), stacks[-3000:]  # the writer thread, too
+    assert re.search(r'study/recording/writer\.py", line \d+ in _loop', stacks), stacks[-3000:]  # the writer thread, too
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
