@@ -43,7 +43,7 @@ def provenance() -> dict[str, str]:
     checkout (and whether tracked files differ from it), and the package versions, compact.
     Computed once per process (two short git calls)."""
     tags: dict[str, str] = {}
-    commit, dirty = _git_state(Path(__file__).resolve().parents[1])
+    commit, dirty = _git_state(Path(__file__).resolve().parents[2])
     if commit:
         tags[TAG_GIT_COMMIT] = commit
         tags[TAG_GIT_DIRTY] = "true" if dirty else "false"
