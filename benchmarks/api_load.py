@@ -1,7 +1,7 @@
 """`study serve` under load: 16 concurrent clients on a finished 2,000-run sweep (issue 11).
 
 Builds the finished sweep fast and without Ray: one real record of a tiny DUGD run (n = 16, mode
-expected, T = 8) is computed once, then written through study.writer.TrackingWriter once per
+expected, T = 8) is computed once, then written through study.recording.writer.TrackingWriter once per
 point of the issue's grid (T in {2,3,4,6,8,12,16,24} x 25 condition numbers from 2 to 10,000 x
 10 seeds) with that point's parameters and run key, into a fresh SQLite store. root_error is
 scaled per point (synthetic, deterministic) so the grouped answer is not one constant.
@@ -58,8 +58,8 @@ def sweep_text(name: str, seeds: int) -> str:
 
 def build_sweep(uri: str, name: str, seeds: int) -> tuple[int, float]:
     """A finished sweep in the store: every grid point logged with one real record. (runs, seconds)"""
-    from study.spec import load_sweep
-    from study.writer import TrackingWriter
+    from study.spec.loading import load_sweep
+    from study.recording.writer import TrackingWriter
     from workers.run import run
 
     sweep = load_sweep(sweep_text(name, seeds))

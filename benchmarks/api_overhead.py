@@ -4,7 +4,7 @@ Starts a local Ray (2 CPUs) here, `study serve` as a subprocess on it (SQLite ML
 dir), then measures:
   1. request latency: GET /healthz and GET /sweeps/{id} on a reused connection (median, p95);
   2. a sweep of N quick probe runs: POST -> state "finished" over HTTP, against
-     study.coordinator.submit() of the same sweep in this process (same Ray, its own store);
+     study.scheduling.coordinator.submit() of the same sweep in this process (same Ray, its own store);
      both after a 2-run warm-up sweep, so imports and store creation are not counted.
 
     .venv/bin/python benchmarks/api_overhead.py [--runs 40]
@@ -27,8 +27,8 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from study.client import StudyClient  # noqa: E402
-from study.coordinator import submit  # noqa: E402
-from study.spec import load_sweep  # noqa: E402
+from study.scheduling.coordinator import submit  # noqa: E402
+from study.spec.loading import load_sweep  # noqa: E402
 from tests import topology  # noqa: E402
 
 TOKEN = "benchmark-token"

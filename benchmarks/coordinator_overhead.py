@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import ray  # noqa: E402
 
-from study.coordinator import submit  # noqa: E402
-from study.spec import load_sweep  # noqa: E402
+from study.scheduling.coordinator import submit  # noqa: E402
+from study.spec.loading import load_sweep  # noqa: E402
 
 
 def probe_sweep(name: str, runs: int, work_s: float):

@@ -78,7 +78,7 @@ def child_runs(directory: Path, name: str) -> tuple[int, int, float]:
     """(child runs, distinct run keys, sum of their wall_s) in the sweep's store."""
     from mlflow import MlflowClient
 
-    from study import tracking
+    from study.recording import layout as tracking
 
     uri = f"sqlite:///{directory / 'mlflow.db'}"
     client = MlflowClient(uri)

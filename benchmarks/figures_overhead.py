@@ -1,6 +1,6 @@
 """How much do per-run figures add to a sweep's wall time?
 
-Runs configs/quick.yaml through study.coordinator.submit with figures off and on (alternating; each in
+Runs configs/quick.yaml through study.scheduling.coordinator.submit with figures off and on (alternating; each in
 a fresh Python process with a fresh SQLite MLflow store and its own local Ray, as `study submit` does).
 Prints every submit() wall time and the CPU time of that process tree (coordinator, Ray, its workers;
 sampled with psutil), the medians and their ratios, and the machine load. On a shared 2-core host the
@@ -72,8 +72,8 @@ def measured_in_subprocess(sweep_file: str, figures: bool) -> tuple[float, float
 
 
 def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, float, int, float]:
-    from study.coordinator import submit
-    from study.spec import load_sweep
+    from study.scheduling.coordinator import submit
+    from study.spec.loading import load_sweep
 
     with tempfile.TemporaryDirectory(prefix="figbench-") as directory:
         uri = f"sqlite:///{Path(directory) / 'mlflow.db'}"
@@ -85,14 +85,14 @@ def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, float, int, float
             wall = time.perf_counter() - started
         from mlflow import MlflowClient
 
-        from study.results import load_results
+        from study.reading.results import load_results
 
         frame = load_results(summary.sweep, uri)
         client = MlflowClient(uri)
         with_figures = sum(bool(client.list_artifacts(run_id, "figures")) for run_id in frame["run_id"])
         stage_s = 0.0
         if figures:  # the separate stage for the runs the sweep left without figures
-            from study.figure_stage import log_sweep_figures
+            from study.report.backfill import log_sweep_figures
 
             started = time.perf_counter()
             log_sweep_figures(summary.sweep, uri)
@@ -103,8 +103,8 @@ def sweep_wall(sweep_file: str, figures: bool) -> tuple[float, float, int, float
 def per_run_cpu(sweep_file: str) -> tuple[float, float]:
     """CPU seconds of one run of the sweep and of rendering its summary.png (both warm, in this process);
     prints the CPU time of each full-size figure too (best of 3)."""
-    from study import plots
-    from study.spec import load_sweep
+    from study.figures import run_figures as plots
+    from study.spec.loading import load_sweep
     from workers.run import run
     from workers.result import Result
 
@@ -133,10 +133,10 @@ def main() -> None:
     parser.add_argument("--sweep", default="configs/quick.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--one", choices=["on", "off"], help=argparse.SUPPRESS)  # the child process
-    parser.add_argument("--min-run-s", type=float, help="override study.figure_budget.MIN_RUN_S_FOR_FIGURES (0: render beside every run)")
+    parser.add_argument("--min-run-s", type=float, help="override study.figures.budget.MIN_RUN_S_FOR_FIGURES (0: render beside every run)")
     args = parser.parse_args()
     if args.min_run_s is not None:
-        os.environ["STUDY_MIN_RUN_S_FOR_FIGURES"] = str(args.min_run_s)  # read by study.figure_budget in the Ray tasks
+        os.environ["STUDY_MIN_RUN_S_FOR_FIGURES"] = str(args.min_run_s)  # read by study.figures.budget in the Ray tasks
     if args.one:
         wall, cpu, logged, stage_s = sweep_wall(args.sweep, args.one == "on")
         print(f"{wall:.3f} {cpu:.3f} {logged} {stage_s:.3f}")

@@ -7,13 +7,13 @@ Target (issue 14): the pruned search spends at most half the Adam steps for a be
 of the unpruned one (per seed, and over the seeds).
 
 The two arms of a seed use the same sweep name, in separate stores, so their TPE samplers start from
-the same seed (study.search.make_sampler seeds by name): the first trials are the same points.
+the same seed (study.scheduling.search.make_sampler seeds by name): the first trials are the same points.
 
     .venv/bin/python benchmarks/pruning.py [--trials 30] [--seeds 3] [--pruner median] [--warmup 1]
     .venv/bin/python benchmarks/pruning.py --overhead [--trials 200]
 
 --overhead: what the plumbing costs when nothing is pruned. (1) One PruneBoard.post round trip from
-a Ray task (what a run pays per posted checkpoint, at most once per study.task.POST_EVERY_S). (2) A
+a Ray task (what a run pays per posted checkpoint, at most once per study.scheduling.task.POST_EVERY_S). (2) A
 search of tiny runs (expected-mode DUGD, a few ms each) with pruner none against median with
 startup_trials = trials (it never prunes): scheduled seconds per run, both ways.
 """
@@ -51,9 +51,9 @@ parameters:
 
 
 def run_arm(name: str, trials: int, batches: int, pruner: str, root: Path, training: str) -> dict:
-    from study.coordinator import submit
-    from study.results import load_results
-    from study.spec import load_sweep
+    from study.scheduling.coordinator import submit
+    from study.reading.results import load_results
+    from study.spec.loading import load_sweep
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["STUDY_SPOOL_DIR"] = str(root / "spool")
@@ -99,9 +99,9 @@ parameters:
 def overhead(trials: int) -> None:
     import ray
 
-    from study.coordinator import submit
-    from study.spec import load_sweep
-    from study.task import POST_EVERY_S, PruneBoard
+    from study.scheduling.coordinator import submit
+    from study.spec.loading import load_sweep
+    from study.scheduling.task import POST_EVERY_S, PruneBoard
 
     @ray.remote
     def round_trips(board, count: int) -> float:

@@ -1,5 +1,5 @@
-"""The record path alone: N tiny DUGD child runs through study.writer.TrackingWriter into a fresh
-store, then read back with study.results.load_results. No Ray: one real record (n = 16, mode
+"""The record path alone: N tiny DUGD child runs through study.recording.writer.TrackingWriter into a fresh
+store, then read back with study.reading.results.load_results. No Ray: one real record (n = 16, mode
 expected, T = 8) is computed once and logged N times under distinct run keys, so the figures are
 the MLflow write and read cost only.
 
@@ -51,8 +51,8 @@ def tiny_record() -> dict:
 
 def write(uri: str, runs: int, curves: str, threads: int | None, name: str, record: dict) -> float:
     """Seconds from the first log_run to the writer's close (everything in the store)."""
-    from study.spec import load_sweep
-    from study.writer import TrackingWriter
+    from study.spec.loading import load_sweep
+    from study.recording.writer import TrackingWriter
 
     sweep = load_sweep(sweep_text(name, runs, curves))
     writer = TrackingWriter(sweep, uri, threads=threads)
@@ -67,7 +67,7 @@ def write(uri: str, runs: int, curves: str, threads: int | None, name: str, reco
 
 
 def read(uri: str, name: str, expected: int) -> tuple[float, float | None]:
-    from study import results
+    from study.reading import results
 
     started = time.perf_counter()
     frame = results.load_results(name, uri)

@@ -9,7 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from study.plots import log_axis, to_png  # noqa: E402
+from study.figures.run_figures import log_axis, to_png  # noqa: E402
 
 OUT = REPO / "docs" / "reproductions"
 
@@ -36,7 +36,7 @@ def _cell(value: object) -> str:
 
 def config_fixed(name: str) -> dict:
     """A committed sweep file's fixed parameters (scalars), as a run's parameters."""
-    from study.spec import load_sweep
+    from study.spec.loading import load_sweep
 
     return dict(load_sweep((REPO / "configs" / name).read_text()).fixed)
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from repro_common import REPO, config_fixed, finish_axes, save, table
 
-from study.plots import log_axis, new_figure
+from study.figures.run_figures import log_axis, new_figure
 from workers import chebyshev as cheb
 from workers import metrics
 from workers.dugd_run import compare as compare_schedule
@@ -40,7 +40,7 @@ def _mean_std(values: list[float]) -> str:
 def paper_dugd() -> None:
     """configs/paper-dugd.yaml in-process (no Ray/MLflow): the §1 / README table, then T = 25 beside
     the notebook's printed steps and MSE curve, with the distance of every seed to it and between seeds."""
-    from study.spec import load_sweep
+    from study.spec.loading import load_sweep
 
     sweep = load_sweep((REPO / "configs" / "paper-dugd.yaml").read_text())
     by_T: dict[int, list] = {}
@@ -125,7 +125,7 @@ def paper_dugd() -> None:
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=6)
     save(figure, "paper-dugd-notebook.png")
-    from study.plots import run_figures  # the README's T = 25 figures: seed 0's run, as `study run-one` draws them
+    from study.figures.run_figures import run_figures  # the README's T = 25 figures: seed 0's run, as `study run-one` draws them
 
     for name, png in run_figures(by_T[25][0].to_dict()).items():
         (REPO / "docs" / f"paper-dugd-T25-{name}").write_bytes(png)

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 
 from repro_common import REPO, save, table
-from study.plots import log_axis, new_figure
-from study.spec import load_sweep
+from study.figures.run_figures import log_axis, new_figure
+from study.spec.loading import load_sweep
 from workers.lista import BETAS, OOD_LEVELS
 from workers.run import run
 

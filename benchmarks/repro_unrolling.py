@@ -9,7 +9,7 @@ import math
 import numpy as np
 from repro_common import REPO, save, table
 
-from study.plots import log_axis, new_figure
+from study.figures.run_figures import log_axis, new_figure
 from workers import chebyshev as cheb
 from workers.chgd import chgd_problem
 from workers.run import run
@@ -104,7 +104,7 @@ UNROLLING_STEPS = ("1/L", "1.5/L", "1.9/L", "2/(mu+L)", "chebyshev")
 def unrolling() -> None:
     """The abstract's trade-off, headline first: configs/curse-of-unrolling.yaml's runs (the `unrolling`
     problem), J_t/J_0 worst case over x*, burn-in against the asymptotic rate."""
-    from study.spec import load_sweep
+    from study.spec.loading import load_sweep
 
     sweep = load_sweep((REPO / "configs" / "curse-of-unrolling.yaml").read_text())
     results = {(p.params["step"], p.params["kappa"]): run(p.params) for p in sweep.expand()}

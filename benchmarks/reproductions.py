@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from repro_common import save, table  # noqa: E402 - the helpers every section module shares
-from study.plots import log_axis, new_figure  # noqa: E402
+from study.figures.run_figures import log_axis, new_figure  # noqa: E402
 from workers import chebyshev as cheb  # noqa: E402
 from workers import metrics  # noqa: E402
 from workers.chgd import chgd_polynomials, chgd_problem  # noqa: E402

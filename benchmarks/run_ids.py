@@ -1,4 +1,4 @@
-"""Random (uuid4) against time-ordered (UUIDv7, study.bulk.new_run_id) run ids on the bulk SQL path:
+"""Random (uuid4) against time-ordered (UUIDv7, study.recording.bulk.new_run_id) run ids on the bulk SQL path:
 the same batches of one real tiny DUGD record go into two fresh SQLite stores, alternating batch by
 batch so both see the same machine load. Five of MLflow's indexes begin with run_uuid; random ids
 insert on random pages of each.
@@ -36,7 +36,8 @@ def main() -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     from record_path import tiny_record
-    from study import bulk, tracking
+    from study.recording import bulk
+    from study.recording import layout as tracking
 
     record = tiny_record()
     arms = {"uuid4": lambda: uuid.uuid4().hex, "uuid7": bulk.new_run_id}

@@ -67,9 +67,9 @@ def main() -> None:
 
     from mlflow import MlflowClient
 
-    from study import tracking
-    from study.coordinator import submit
-    from study.spec import load_sweep
+    from study.recording import layout as tracking
+    from study.scheduling.coordinator import submit
+    from study.spec.loading import load_sweep
 
     MlflowClient(uri).search_experiments()  # the tables exist before the clock starts
     import ray

@@ -1,6 +1,6 @@
 """The same sweep of small DUGD runs four ways, each logging every run to a fresh SQLite MLflow store:
 
-- ours:        study.coordinator.submit (Ray Core tasks, chunking, one background MLflow writer);
+- ours:        study.scheduling.coordinator.submit (Ray Core tasks, chunking, one background MLflow writer);
 - tune-best:   ray.tune.Tuner with grid_search, reuse_actors=True, MLflowLoggerCallback, Tune's own
                file loggers off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1), verbose=0;
 - tune-default: the same Tuner with Tune's defaults (reuse_actors=False, file loggers on);
@@ -64,8 +64,8 @@ def timed(function, *args) -> float:
 
 
 def ours(uri: str, name: str, fixed: dict, runs: int) -> None:
-    from study.coordinator import submit
-    from study.spec import load_sweep
+    from study.scheduling.coordinator import submit
+    from study.spec.loading import load_sweep
 
     summary = submit(load_sweep(sweep_text(name, fixed, runs)), tracking_uri=uri)
     assert summary.finished == runs, summary
@@ -75,8 +75,8 @@ def ours(uri: str, name: str, fixed: dict, runs: int) -> None:
 
 def sequential(uri: str, name: str, fixed: dict, runs: int) -> None:
     """The loop a researcher would write: run, then log the run (the same writes the writer makes)."""
-    from study import tracking
-    from study.spec import flatten, load_sweep
+    from study.recording import layout as tracking
+    from study.spec.loading import flatten, load_sweep
     from workers.run import run
 
     sweep = load_sweep(sweep_text(name, fixed, runs))

@@ -2,7 +2,7 @@
 
 Starts the topology's store half as local processes on loopback: PostgreSQL (initdb into a temp dir,
 run as `postgres` when root, since initdb refuses root) and `mlflow server` on it with 4 workers.
-Then, per K, writes `--runs` tiny DUGD child runs through study.writer.TrackingWriter(sweep, URL,
+Then, per K, writes `--runs` tiny DUGD child runs through study.recording.writer.TrackingWriter(sweep, URL,
 threads=K), a fresh sweep name per K; and the same runs against the PostgreSQL URI directly
 (postgresql+psycopg2://, the writer's bulk SQL path, one writer) for comparison. No Ray: one real
 record (n = 16, mode expected, T = 8) is computed once and logged under distinct parameters and
@@ -52,7 +52,7 @@ TINY = {"problem": "dugd", "mode": "expected", "n": 16, "T": 8, "kappa": 30, "ba
         "eval_samples": 200}
 
 
-# ---- processes (the approach of tests/topology.py, copied: benchmarks do not import tests/) -------
+# ---- processes (the approach of tests/support/topology.py, copied: benchmarks do not import tests/) -------
 
 
 class Started:
@@ -180,8 +180,8 @@ def sweep_text(name: str, runs: int) -> str:
 
 def write(uri: str, record: dict, runs: int, threads: int, name: str) -> float:
     """Seconds from the first log_run to the writer's close (everything in the store)."""
-    from study.spec import load_sweep
-    from study.writer import TrackingWriter
+    from study.spec.loading import load_sweep
+    from study.recording.writer import TrackingWriter
 
     sweep = load_sweep(sweep_text(name, runs))
     writer = TrackingWriter(sweep, uri, threads=threads)

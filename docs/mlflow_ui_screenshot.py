@@ -1,5 +1,5 @@
 """docs/mlflow-ui.png: a sweep in the MLflow UI's classic runs view, taken by headless Chromium the
-way tests/test_browser.py drives it. After `make demo`, from the repository root:
+way tests/report_tests/test_browser.py drives it. After `make demo`, from the repository root:
 
     PYTHONPATH=. .venv/bin/python docs/mlflow_ui_screenshot.py --tracking-uri sqlite:///$PWD/mlflow.db
 """

@@ -13,7 +13,7 @@ What a notebook needs, all importable from here:
     with study.StudyClient("http://host:8000") as client: ...   # the same over `study serve`
 
 Names load lazily (PEP 562): `import study` imports none of Ray, MLflow, Optuna, pandas or matplotlib,
-so a Ray worker that imports study.task pays only for what that module needs.
+so a Ray worker that imports study.scheduling.task pays only for what that module needs.
 """
 
 from __future__ import annotations
@@ -21,31 +21,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# name -> the module that defines it today (the modules move into subpackages; these names stay).
+# name -> the module that defines it (study/ by concern, docs/design-notes.md issue 21; these names stay).
 _WHERE = {
-    "load_sweep": "study.spec",
-    "Sweep": "study.spec",
-    "RunPoint": "study.spec",
-    "submit": "study.coordinator",
-    "SweepSummary": "study.sweep_outcome",
-    "load_results": "study.results",
-    "aggregate": "study.results",
-    "sweep_status": "study.results",
-    "list_sweeps": "study.results",
-    "parse_query": "study.query",
-    "answer": "study.query",
-    "Query": "study.query",
-    "build_report": "study.report",
-    "Report": "study.report",
-    "stored_sweep": "study.insight",
-    "point_means": "study.insight",
-    "pareto_front": "study.insight",
-    "importances": "study.insight",
+    "load_sweep": "study.spec.loading",
+    "Sweep": "study.spec.loading",
+    "RunPoint": "study.spec.loading",
+    "submit": "study.scheduling.coordinator",
+    "SweepSummary": "study.scheduling.outcome",
+    "load_results": "study.reading.results",
+    "aggregate": "study.reading.results",
+    "sweep_status": "study.reading.results",
+    "list_sweeps": "study.reading.results",
+    "parse_query": "study.reading.query",
+    "answer": "study.reading.query",
+    "Query": "study.reading.query",
+    "build_report": "study.report.page",
+    "Report": "study.report.page",
+    "stored_sweep": "study.reading.analysis",
+    "point_means": "study.reading.analysis",
+    "pareto_front": "study.reading.analysis",
+    "importances": "study.reading.analysis",
     "StudyClient": "study.client",
     "StudyInputError": "study.errors",
-    "SweepNotFound": "study.results",
-    "SweepBusy": "study.lease",
-    "SweepStartRefused": "study.sweep_start",
+    "SweepNotFound": "study.reading.results",
+    "SweepBusy": "study.scheduling.lease",
+    "SweepStartRefused": "study.recording.parent_run",
     "ServiceError": "study.client",
 }
 
@@ -91,13 +91,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing of it runs
     from study.client import ServiceError, StudyClient
-    from study.coordinator import submit
+    from study.scheduling.coordinator import submit
     from study.errors import StudyInputError
-    from study.insight import importances, pareto_front, point_means, stored_sweep
-    from study.lease import SweepBusy
-    from study.query import Query, answer, parse_query
-    from study.report import Report, build_report
-    from study.results import SweepNotFound, aggregate, list_sweeps, load_results, sweep_status
-    from study.sweep_outcome import SweepSummary
-    from study.spec import RunPoint, Sweep, load_sweep
-    from study.sweep_start import SweepStartRefused
+    from study.reading.analysis import importances, pareto_front, point_means, stored_sweep
+    from study.scheduling.lease import SweepBusy
+    from study.reading.query import Query, answer, parse_query
+    from study.report.page import Report, build_report
+    from study.reading.results import SweepNotFound, aggregate, list_sweeps, load_results, sweep_status
+    from study.scheduling.outcome import SweepSummary
+    from study.spec.loading import RunPoint, Sweep, load_sweep
+    from study.recording.parent_run import SweepStartRefused

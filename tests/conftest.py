@@ -25,10 +25,10 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def auth_server(tmp_path_factory):
-    """PostgreSQL and the MLflow server with its auth app, as compose runs them (tests/topology.py),
+    """PostgreSQL and the MLflow server with its auth app, as compose runs them (tests/support/topology.py),
     once per session: the server tests and the PostgreSQL bulk tests share it (starting costs ~15 s).
     Each test keeps to its own experiments, users or databases."""
-    from tests import topology
+    from tests.support import topology
 
     topology.require_postgres("the MLflow server and PostgreSQL tests")
     top = topology.start_topology(tmp_path_factory.mktemp("mlflow-auth"), ray=False)

@@ -59,7 +59,7 @@ def test_import_study_is_cheap():
 
 
 def test_the_ray_task_module_loads_no_mlflow_optuna_matplotlib_or_pandas():
-    found = _loaded_after("import study.task")
+    found = _loaded_after("import study.scheduling.task")
     assert set(found["loaded"]) <= {"ray", "torch"}, found  # a worker starts with Ray; torch only when a run needs it
 
 

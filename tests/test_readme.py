@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study.spec import load_sweep
+from study.spec.loading import load_sweep
 from workers.run import run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """docs/reproductions.md, one reduced-size check per section: the qualitative claim each section makes,
-against closed forms or independent computations. (More CHGD checks: tests/test_chgd.py.)"""
+against closed forms or independent computations. (More CHGD checks: tests/workers_tests/test_chgd.py.)"""
 
 import json
 from pathlib import Path

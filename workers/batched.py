@@ -9,7 +9,7 @@ dtype); each has its own eigenvalues, init, lr, batch size and seed. γ is a [ru
 - `eigen` draws each run's χ² weights from its own generator default_rng([seed, 3]), a generation's
   (batches_per_generation, n) block at a time, in the same order whatever the batch;
 - every operation is row-wise, so a run's numbers do not depend on the other runs of its batch
-  (bitwise on the numpy backend: tests/test_units.py).
+  (bitwise on the numpy backend: tests/workers_tests/test_units.py).
 
 A run that stops (its checkpoint says so) leaves the batch at the end of that generation. Arithmetic is in
 the runs' dtype (expected: float64; eigen: `dtype`, float32 by default as the torch path before it).

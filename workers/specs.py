@@ -1,6 +1,6 @@
 """Run specifications: one pydantic model per problem, the single source of parameter names,
 types, defaults and bounds (design.md "Run parameters"). Used by `run-one`, by sweep validation
-in study/spec.py, and by the workers themselves.
+in study/spec/loading.py, and by the workers themselves.
 """
 
 from __future__ import annotations

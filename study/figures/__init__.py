@@ -1,0 +1,1 @@
+"""Per-run figures, their panels and the figure budget (no MLflow, no Optuna)."""

@@ -1,0 +1,1 @@
+"""Reading a sweep back: results, queries, analysis (Pareto front, importances)."""

@@ -1,0 +1,1 @@
+"""The sweep report page, its sweep figures, and the figure backfill."""

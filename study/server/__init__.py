@@ -1,0 +1,1 @@
+"""`study serve`: the FastAPI app, the sweeps it runs, its answer cache."""

@@ -1,0 +1,1 @@
+"""The sweep file: schema, checks, loading, objectives."""
