@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 from study.figures import run_figures as plots
 from study.reading.results import load_results

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 from study.figures import run_figures as plots
 

@@ -21,7 +21,7 @@ import ray
 
 from study.scheduling import lease
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 from study.recording import parent_run as sweep_start
 

@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 
 from mlflow import MlflowClient
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 from study.recording.parent_run import LOCK_DIR, SweepStartRefused, sqlite_file, start_parent
 
 log = logging.getLogger(__name__)

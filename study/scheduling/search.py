@@ -34,7 +34,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 from study.spec.loading import RunPoint, Sweep
 from study.scheduling.task import POST_EVERY_S, PruneBoard
 from study.recording.layout import store_directory

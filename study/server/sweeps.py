@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from fastapi import HTTPException
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 log = logging.getLogger(__name__)
 
