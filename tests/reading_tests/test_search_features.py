@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from study.reading import analysis as insight
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 from study.scheduling.coordinator import submit
 from study.reading.results import aggregate, load_results, sweep_status
 from study.scheduling.search import open_storage

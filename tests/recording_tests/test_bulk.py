@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from study.recording import bulk
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 from study.reading import results
 

@@ -17,7 +17,7 @@ import time
 from tests.support.reliability import MlflowServer, duplicate_keys, study_process
 
 from tests.support.mlflow import children
-from study import mlflow_names as names
+import study.mlflow_names as names
 from study.reading import results
 from study.recording import layout as tracking
 from study.scheduling.coordinator import submit

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 from study.recording import layout as tracking
 from study.spec.loading import load_sweep
-from study.recording.writer import TrackingWriter
-from workers.run import run
+from tests.support.mlflow import write_sweep
 from workers.specs import DESCENT_FIELDS, DugdSpec, PsorSpec, own_parameters
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,15 +37,6 @@ def _local_spool(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_SPOOL_DIR", str(tmp_path / "spool"))
 
 
-def _write(sweep, uri: str) -> None:
-    writer = TrackingWriter(sweep, uri)
-    writer.start_sweep()
-    for point in sweep.expand():
-        writer.log_run(run(point.params).as_record(), point.run_key)
-    writer.end_sweep("FINISHED", {})
-    assert writer.close(60) and writer.rejected == []
-
-
 def _children(client: MlflowClient, sweep):
     exp = client.get_experiment_by_name(sweep.experiment_name)
     return list(tracking.sweep_runs(client, exp.experiment_id, sweep.name))
@@ -59,7 +49,7 @@ def _git(*args: str) -> str:
 def test_experiment_kind_run_names_own_params_and_provenance(mlflow_uri):
     sweep = load_sweep(SWEEP)
     assert sweep.varying_axes == ["kappa", "n"]  # T has one value: it does not vary
-    _write(sweep, mlflow_uri)
+    write_sweep(sweep, mlflow_uri)
     client = MlflowClient(mlflow_uri)
     experiment = client.get_experiment_by_name("ui-names")
     assert experiment.tags[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_RUNS
@@ -96,7 +86,7 @@ def test_existing_experiments_get_the_kind_unless_the_user_set_one(mlflow_uri):
     bare = client.create_experiment("bare")
     chosen = client.create_experiment("chosen", tags={names.TAG_EXPERIMENT_KIND: "genai_development"})
     for experiment in ("bare", "chosen"):
-        _write(load_sweep(f"name: {experiment}\nparameters: {{problem: probe, x: [1, 2]}}\n"), mlflow_uri)
+        write_sweep(load_sweep(f"name: {experiment}\nparameters: {{problem: probe, x: [1, 2]}}\n"), mlflow_uri)
     assert client.get_experiment(bare).tags[names.TAG_EXPERIMENT_KIND] == names.EXPERIMENT_KIND_RUNS
     assert client.get_experiment(chosen).tags[names.TAG_EXPERIMENT_KIND] == "genai_development"
 

@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from study import mlflow_names as names
+import study.mlflow_names as names
 
 from study.report import page as report
 from study.spec.loading import load_sweep
-from study.recording.writer import TrackingWriter
 from tests.support import browser
-from workers.run import run
+from tests.support.mlflow import write_sweep
 
 pytestmark = pytest.mark.browser
 
@@ -71,12 +70,7 @@ def sweep_store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDY_SPOOL_DIR", str(base / "spool"))
         sweep = load_sweep(SWEEP)
-        writer = TrackingWriter(sweep, uri)
-        writer.start_sweep()
-        for point in sweep.expand():
-            writer.log_run(run(point.params).as_record(), point.run_key)
-        writer.end_sweep("FINISHED", {})
-        assert writer.close(60) and writer.rejected == []
+        write_sweep(sweep, uri)
     return uri, base
 
 

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from tests.support.reliability import duplicate_keys
 
 from tests.support.mlflow import children
-from study import mlflow_names as names
+import study.mlflow_names as names
 from study.recording import layout as tracking
 from study.scheduling import units as unit_plan
 from study.scheduling.coordinator import submit
